@@ -1,0 +1,9 @@
+//! Code the Ambit binaries share. Nothing here does network IO except the small blocking
+//! pod-event API client, which the CNI plugin and the test harness use.
+
+pub mod enrollment;
+pub mod labels;
+pub mod names;
+pub mod namespaces;
+pub mod netns;
+pub mod pod_api;
