@@ -1,6 +1,58 @@
+//! `node-proxy`: see `docs/architecture.md`. This file only parses flags, sets up logging and the
+//! runtime; `app::run` does the rest.
+
+mod app;
 mod capture;
+mod config;
+mod http;
+mod namespaces;
 mod netns;
-fn main() {
-    let c = capture::Capture::load(std::path::Path::new("/tmp/bpffs-probe"), std::path::Path::new("/sys/fs/cgroup/unified/ambit-probe"));
-    match c { Ok(c) => { println!("{:?}", c.cgroup_links()); println!("{:?}", c.attached_at_root()); println!("{:?}", c.map_sizes()); } Err(e) => println!("ERR {e}") }
+mod pods;
+mod proxy;
+mod records;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use config::{Args, LogFormat};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let print_config = args.print_config;
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("node-proxy: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if print_config {
+        println!("{}", serde_json::to_string_pretty(&config).expect("config serializes"));
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&config.log, config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("node-proxy: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(app::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("node-proxy failed: {e:#}");
+            eprintln!("node-proxy failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::new(filter);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }

@@ -1,0 +1,160 @@
+//! The node proxy's configuration: command-line flags (each with an environment variable for the
+//! DaemonSet), validated once into an immutable, dumpable [`Config`]. Nothing else reads the
+//! environment.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Ambit's per-node proxy: captures enrolled pods' TCP traffic with eBPF and carries it.
+#[derive(Debug, clap::Parser)]
+#[command(name = "node-proxy", version)]
+pub(crate) struct Args {
+    /// Name of the node this proxy serves; pod events for other nodes are refused.
+    #[arg(long, env = "AMBIT_NODE_NAME")]
+    node_name: String,
+    /// Capture-root cgroup (v2): every pod's cgroup must be inside it (e.g. /sys/fs/cgroup/kubepods.slice).
+    #[arg(long, env = "AMBIT_CGROUP_ROOT")]
+    cgroup_root: PathBuf,
+    /// Where the node proxy pins its maps and links; mounted as bpffs if it is not one.
+    #[arg(long, env = "AMBIT_BPFFS", default_value = "/sys/fs/bpf")]
+    bpffs: PathBuf,
+    /// Persistent state (known pods, last good namespace file).
+    #[arg(long, env = "AMBIT_STATE_DIR", default_value = "/var/run/ambit")]
+    state_dir: PathBuf,
+    /// Unix socket of the pod-event API the CNI plugin calls [default: <state-dir>/node-proxy.sock].
+    #[arg(long, env = "AMBIT_API_SOCKET")]
+    api_socket: Option<PathBuf>,
+    /// Admin API address (/ready, /config_dump, /stats, /connections).
+    #[arg(long, env = "AMBIT_ADMIN_ADDR", default_value = "127.0.0.1:15000")]
+    admin_addr: SocketAddr,
+    /// YAML file of Namespace objects whose `istio.io/dataplane-mode=ambient` label enrolls pods
+    /// (standalone mode; watched for changes).
+    #[arg(long, env = "AMBIT_NAMESPACES_FILE")]
+    namespaces_file: PathBuf,
+    /// How long to wait for an upstream connection before resetting the client.
+    #[arg(long, env = "AMBIT_CONNECT_TIMEOUT_MS", default_value_t = 10_000)]
+    connect_timeout_ms: u64,
+    /// Log filter, in `tracing` EnvFilter syntax (e.g. `info`, `debug,access=info`).
+    #[arg(long, env = "AMBIT_LOG", default_value = "info")]
+    log: String,
+    #[arg(long, env = "AMBIT_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Print the effective configuration as JSON and exit.
+    #[arg(long)]
+    pub(crate) print_config: bool,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Config {
+    pub(crate) node_name: String,
+    pub(crate) cgroup_root: PathBuf,
+    pub(crate) bpffs: PathBuf,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) api_socket: PathBuf,
+    pub(crate) admin_addr: SocketAddr,
+    pub(crate) namespaces_file: PathBuf,
+    #[serde(serialize_with = "millis")]
+    pub(crate) connect_timeout: Duration,
+    pub(crate) log: String,
+    pub(crate) log_format: LogFormat,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{}ms", d.as_millis()))
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("--{flag}: {message}")]
+pub(crate) struct ConfigError {
+    flag: &'static str,
+    message: String,
+}
+
+impl Args {
+    pub(crate) fn into_config(self) -> Result<Config, ConfigError> {
+        let err = |flag, message: String| ConfigError { flag, message };
+        ambit_common::names::check_dns_subdomain(&self.node_name)
+            .map_err(|m| err("node-name", format!("{m} (Kubernetes node names are DNS subdomains)")))?;
+        for (flag, path) in [
+            ("cgroup-root", &self.cgroup_root),
+            ("bpffs", &self.bpffs),
+            ("state-dir", &self.state_dir),
+            ("namespaces-file", &self.namespaces_file),
+        ] {
+            if !path.is_absolute() {
+                return Err(err(flag, format!("must be an absolute path (got {})", path.display())));
+            }
+        }
+        let api_socket = self.api_socket.unwrap_or_else(|| self.state_dir.join("node-proxy.sock"));
+        if !api_socket.is_absolute() {
+            return Err(err("api-socket", format!("must be an absolute path (got {})", api_socket.display())));
+        }
+        if !(1..=300_000).contains(&self.connect_timeout_ms) {
+            return Err(err("connect-timeout-ms", format!("must be 1..=300000 (got {})", self.connect_timeout_ms)));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log)
+            .map_err(|e| err("log", format!("invalid filter {:?}: {e}", self.log)))?;
+        Ok(Config {
+            node_name: self.node_name,
+            cgroup_root: self.cgroup_root,
+            bpffs: self.bpffs,
+            state_dir: self.state_dir,
+            api_socket,
+            admin_addr: self.admin_addr,
+            namespaces_file: self.namespaces_file,
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            log: self.log,
+            log_format: self.log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// Required flags plus `extra`; a flag in `extra` replaces the default one.
+    fn parse(extra: &[&str]) -> Result<Config, ConfigError> {
+        let defaults = [
+            "--node-name=node-1",
+            "--cgroup-root=/sys/fs/cgroup/kubepods",
+            "--namespaces-file=/etc/ambit/namespaces.yaml",
+        ];
+        let flag = |arg: &str| arg.split('=').next().unwrap_or_default().to_owned();
+        let mut argv = vec!["node-proxy"];
+        argv.extend(defaults.iter().filter(|d| !extra.iter().any(|e| flag(e) == flag(d))));
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv).expect("flags parse").into_config()
+    }
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.api_socket, PathBuf::from("/var/run/ambit/node-proxy.sock"));
+        assert_eq!(config.admin_addr, "127.0.0.1:15000".parse().unwrap());
+        assert_eq!(config.connect_timeout, Duration::from_secs(10));
+        let dump = serde_json::to_value(&config).unwrap();
+        assert_eq!(dump["connectTimeout"], "10000ms");
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        assert_eq!(parse(&["--state-dir=relative"]).unwrap_err().flag, "state-dir");
+        assert_eq!(parse(&["--connect-timeout-ms=0"]).unwrap_err().flag, "connect-timeout-ms");
+        assert_eq!(parse(&["--log=[bad"]).unwrap_err().flag, "log");
+        let e = parse(&["--node-name=Node_1"]).unwrap_err();
+        assert!(e.to_string().starts_with("--node-name:"), "{e}");
+    }
+}
