@@ -148,10 +148,8 @@ impl Invocation {
         let node = conf.node_name.clone().or_else(default_node).ok_or_else(|| {
             invalid_conf("no nodeName in the network configuration and no host name to fall back to".into())
         })?;
-        let netns = self
-            .netns
-            .clone()
-            .ok_or_else(|| CniError::new(code::INVALID_ENVIRONMENT, "CNI_NETNS is not set"))?;
+        let netns =
+            self.netns.clone().ok_or_else(|| CniError::new(code::INVALID_ENVIRONMENT, "CNI_NETNS is not set"))?;
         Ok(PodSpec {
             uid: self.pod_uid()?.to_owned(),
             name: self.arg("K8S_POD_NAME")?.to_owned(),
@@ -229,8 +227,11 @@ mod tests {
         assert_eq!(e.code, code::DECODING_FAILURE);
         let e = parse(env(&[("CNI_COMMAND", "ADD")]), br#"{"cniVersion":"0.1.0","name":"n","type":"t"}"#).unwrap_err();
         assert_eq!(e.code, code::INCOMPATIBLE_VERSION);
-        let inv = parse(env(&[("CNI_COMMAND", "ADD"), ("CNI_NETNS", "/x")]), br#"{"cniVersion":"1.0.0","name":"n","type":"t"}"#)
-            .unwrap();
+        let inv = parse(
+            env(&[("CNI_COMMAND", "ADD"), ("CNI_NETNS", "/x")]),
+            br#"{"cniVersion":"1.0.0","name":"n","type":"t"}"#,
+        )
+        .unwrap();
         let e = inv.pod_spec(|| Some("n".into())).unwrap_err();
         assert!(e.msg.contains("chained"), "{e}");
         let inv = parse(env(&[("CNI_COMMAND", "DEL")]), CONF.as_bytes()).unwrap();

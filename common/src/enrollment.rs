@@ -36,9 +36,7 @@ impl fmt::Display for Enrollment {
             Self::EnrolledByNamespace => "enrolled: namespace is labelled istio.io/dataplane-mode=ambient",
             Self::EnrolledByPodLabel => "enrolled: pod is labelled istio.io/dataplane-mode=ambient",
             Self::OptedOut => "not enrolled: pod is labelled istio.io/dataplane-mode=none",
-            Self::NamespaceNotAmbient => {
-                "not enrolled: namespace is not labelled istio.io/dataplane-mode=ambient"
-            }
+            Self::NamespaceNotAmbient => "not enrolled: namespace is not labelled istio.io/dataplane-mode=ambient",
             Self::NamespaceUnknown => "not enrolled: namespace is unknown to this node proxy",
         })
     }

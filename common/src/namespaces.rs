@@ -68,8 +68,8 @@ impl NamespaceSet {
             if value.is_null() {
                 continue; // empty document, e.g. a trailing `---`
             }
-            let raw: RawObject = serde_yaml::from_value(value)
-                .map_err(|e| NamespaceFileError::Yaml { doc, message: e.to_string() })?;
+            let raw: RawObject =
+                serde_yaml::from_value(value).map_err(|e| NamespaceFileError::Yaml { doc, message: e.to_string() })?;
             let mut objects = Vec::new();
             flatten(raw, doc, &mut objects)?;
             for (name, labels) in objects {
@@ -126,9 +126,7 @@ fn flatten(raw: RawObject, doc: usize, out: &mut Vec<(String, Labels)>) -> Resul
             let metadata = raw
                 .metadata
                 .ok_or_else(|| invalid("Namespace", "metadata", "is required (with metadata.name)".into()))?;
-            let name = metadata
-                .name
-                .ok_or_else(|| invalid("Namespace", "metadata.name", "is required".into()))?;
+            let name = metadata.name.ok_or_else(|| invalid("Namespace", "metadata.name", "is required".into()))?;
             let object = format!("Namespace/{name}");
             check_dns_label(&name).map_err(|m| invalid(&object, "metadata.name", m))?;
             out.push((name, metadata.labels));

@@ -220,10 +220,7 @@ impl PodApiClient {
 /// Parses a complete `Connection: close` HTTP/1.1 response with a Content-Length body.
 fn parse_response(response: &[u8]) -> Result<(u16, Vec<u8>), ClientError> {
     let malformed = |what: &str| ClientError::Malformed(what.to_owned());
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| malformed("no end of headers"))?;
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| malformed("no end of headers"))?;
     let head = std::str::from_utf8(&response[..split]).map_err(|_| malformed("headers are not UTF-8"))?;
     let status_line = head.lines().next().unwrap_or_default();
     let status = status_line

@@ -1,9 +1,7 @@
 //! Start-up order matters: capture is loaded (and a previous instance's pins adopted) first, then
 //! the persisted pods are re-enrolled, and only then does the node proxy report ready.
 
-use std::{
-    sync::{Arc, atomic::AtomicBool},
-};
+use std::sync::{Arc, atomic::AtomicBool};
 
 use anyhow::Context;
 

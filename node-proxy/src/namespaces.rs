@@ -43,13 +43,15 @@ impl NamespaceSource {
         let mut content = std::fs::read_to_string(path).unwrap_or_default();
         let initial = match source.parse(&content) {
             Ok(set) => set,
-            Err(()) => match std::fs::read_to_string(&source.last_good).ok().and_then(|t| NamespaceSet::from_yaml(&t).ok()) {
-                Some(set) => {
-                    tracing::warn!(path = %source.last_good.display(), "using the last good namespace file");
-                    set
+            Err(()) => {
+                match std::fs::read_to_string(&source.last_good).ok().and_then(|t| NamespaceSet::from_yaml(&t).ok()) {
+                    Some(set) => {
+                        tracing::warn!(path = %source.last_good.display(), "using the last good namespace file");
+                        set
+                    }
+                    None => NamespaceSet::default(),
                 }
-                None => NamespaceSet::default(),
-            },
+            }
         };
         source.status.lock().expect("status lock").namespaces = initial.clone();
         let (tx, rx) = watch::channel(Arc::new(initial));

@@ -1,7 +1,10 @@
 //! Sockets the node proxy creates inside pods' network namespaces. Every one carries `SO_MARK`
 //! 0x539 so capture never redirects the proxy's own traffic.
 
-use std::{io, net::{SocketAddr, TcpListener}};
+use std::{
+    io,
+    net::{SocketAddr, TcpListener},
+};
 
 pub(crate) use ambit_common::netns::{Netns, netns_cookie};
 use ambit_ebpf_types::PROXY_MARK;

@@ -4,9 +4,7 @@
 //!   in-pod socket.
 
 use ambit_ebpf_types::{Counter, Endpoint, Ip};
-use aya_ebpf::{
-    helpers::generated::bpf_get_socket_cookie, macros::cgroup_sock_addr, programs::SockAddrContext,
-};
+use aya_ebpf::{helpers::generated::bpf_get_socket_cookie, macros::cgroup_sock_addr, programs::SockAddrContext};
 
 use crate::{
     connect::{read_ip6, write_ip6},

@@ -7,10 +7,7 @@ use core::ptr::read_volatile;
 
 use ambit_ebpf_types::{Counter, Endpoint, Ip};
 use aya_ebpf::{
-    bindings::{
-        BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, BPF_SOCK_OPS_TCP_CONNECT_CB,
-        BPF_TCP_CLOSE,
-    },
+    bindings::{BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG, BPF_SOCK_OPS_TCP_CONNECT_CB, BPF_TCP_CLOSE},
     helpers::generated::bpf_get_socket_cookie,
     macros::sock_ops,
     programs::SockOpsContext,

@@ -28,12 +28,7 @@ pub(crate) struct PinLayout {
 impl PinLayout {
     pub(crate) fn new(bpffs: &Path) -> Self {
         let root = bpffs.join("ambit").join(format!("v{}", ambit_ebpf_types::LAYOUT_VERSION));
-        Self {
-            maps: root.join("maps"),
-            links: root.join("links"),
-            netns_links: root.join("links").join("netns"),
-            root,
-        }
+        Self { maps: root.join("maps"), links: root.join("links"), netns_links: root.join("links").join("netns"), root }
     }
 
     pub(crate) fn create_dirs(&self) -> io::Result<()> {
@@ -81,9 +76,7 @@ pub(crate) fn ensure_mounted(path: &Path) -> io::Result<bool> {
     }
     let target = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
     // SAFETY: valid C strings; "bpf" takes no mount data.
-    let rc = unsafe {
-        libc::mount(c"bpffs".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null())
-    };
+    let rc = unsafe { libc::mount(c"bpffs".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }

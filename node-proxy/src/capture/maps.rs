@@ -2,8 +2,8 @@
 //! syscalls, so contention stays negligible next to the connection work around them.
 
 use std::{
-    os::fd::AsRawFd,
     net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener},
+    os::fd::AsRawFd,
     sync::Mutex,
 };
 
@@ -27,6 +27,7 @@ pub(super) struct CaptureMaps {
 
 /// Live entries per map: these should track the number of live connections.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct MapSizes {
     pub(crate) pods: usize,
     pub(crate) pending: usize,
@@ -40,9 +41,11 @@ fn map_err(map: &'static str, op: &'static str) -> impl Fn(MapError) -> CaptureE
 }
 
 fn take<T: TryFrom<aya::maps::Map, Error = MapError>>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, CaptureError> {
-    let map = ebpf
-        .take_map(name)
-        .ok_or(CaptureError::Map { map: name, op: "find", source: MapError::InvalidName { name: name.into() } })?;
+    let map = ebpf.take_map(name).ok_or(CaptureError::Map {
+        map: name,
+        op: "find",
+        source: MapError::InvalidName { name: name.into() },
+    })?;
     T::try_from(map).map_err(map_err(name, "open"))
 }
 

@@ -24,8 +24,8 @@ use aya::{
     programs::{CgroupAttachMode, CgroupSockAddr, SkLookup, SockOps, links::FdLink},
 };
 pub(crate) use bpffs::PinLayout;
-pub(crate) use maps::MapSizes;
 use maps::CaptureMaps;
+pub(crate) use maps::MapSizes;
 use serde::Serialize;
 
 use crate::netns::Netns;
@@ -168,10 +168,8 @@ impl Capture {
     pub(crate) fn enroll(&self, pod: &PodCapture<'_>) -> Result<LinkState, CaptureError> {
         self.maps.insert_listeners(pod.ip, pod.plaintext_listener, pod.hbone_listener)?;
         let pin = self.pins.netns_link(pod.uid);
-        let target = sys::LinkTarget::Netns {
-            netns_ino: pod.netns.inode() as u32,
-            attach_type: attach_type::SK_LOOKUP,
-        };
+        let target =
+            sys::LinkTarget::Netns { netns_ino: pod.netns.inode() as u32, attach_type: attach_type::SK_LOOKUP };
         let link = {
             let mut ebpf = self.ebpf.lock().expect("capture lock");
             attach_or_adopt(&mut ebpf, program_names::SK_LOOKUP, &pin, target, |ebpf| {
@@ -209,10 +207,10 @@ impl Capture {
                 report.pod_entries += 1;
             }
         }
-        let pinned = self.pins.pinned_netns_links().map_err(|source| CaptureError::Link {
-            path: self.pins.netns_links.clone(),
-            source,
-        })?;
+        let pinned = self
+            .pins
+            .pinned_netns_links()
+            .map_err(|source| CaptureError::Link { path: self.pins.netns_links.clone(), source })?;
         for uid in pinned {
             if !enrolled_uids.contains(&uid.as_str()) {
                 let pin = self.pins.netns_link(&uid);
@@ -231,7 +229,11 @@ impl Capture {
     }
 
     /// Lets the app's `getpeername` show `client` for the proxy's in-pod socket at `proxy_local`.
-    pub(crate) fn register_inbound_peer(&self, proxy_local: SocketAddr, client: SocketAddr) -> Result<(), CaptureError> {
+    pub(crate) fn register_inbound_peer(
+        &self,
+        proxy_local: SocketAddr,
+        client: SocketAddr,
+    ) -> Result<(), CaptureError> {
         self.maps.insert_inbound_peer(proxy_local, client)
     }
 
@@ -299,10 +301,8 @@ fn attach_cgroup(ebpf: &mut Ebpf, name: &'static str, cgroup: &File) -> Result<F
         let program: &mut SockOps = program_mut(ebpf, name)?;
         let id = program.attach(cgroup, CgroupAttachMode::Single).map_err(program_err(name))?;
         let link = program.take_link(id).map_err(program_err(name))?;
-        return FdLink::try_from(link).map_err(|e| CaptureError::Link {
-            path: PathBuf::from(name),
-            source: io::Error::other(e.to_string()),
-        });
+        return FdLink::try_from(link)
+            .map_err(|e| CaptureError::Link { path: PathBuf::from(name), source: io::Error::other(e.to_string()) });
     }
     let program: &mut CgroupSockAddr = program_mut(ebpf, name)?;
     let id = program.attach(cgroup, CgroupAttachMode::Single).map_err(program_err(name))?;

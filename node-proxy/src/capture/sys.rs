@@ -21,9 +21,8 @@ const BPF_LINK_UPDATE: libc::c_int = 29;
 fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a live, correctly laid out `union bpf_attr` member for `cmd`, and we pass
     // its exact size; the kernel zero-extends shorter attrs.
-    let ret = unsafe {
-        libc::syscall(libc::SYS_bpf, cmd, std::ptr::from_mut(attr).cast::<libc::c_void>(), size_of::<T>())
-    };
+    let ret =
+        unsafe { libc::syscall(libc::SYS_bpf, cmd, std::ptr::from_mut(attr).cast::<libc::c_void>(), size_of::<T>()) };
     if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
 }
 
@@ -55,11 +54,8 @@ struct LinkUpdateAttr {
 
 /// Atomically replaces the program behind `link` with `prog`.
 pub(crate) fn link_update(link: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> io::Result<()> {
-    let mut attr = LinkUpdateAttr {
-        link_fd: link.as_raw_fd() as u32,
-        new_prog_fd: prog.as_raw_fd() as u32,
-        ..Default::default()
-    };
+    let mut attr =
+        LinkUpdateAttr { link_fd: link.as_raw_fd() as u32, new_prog_fd: prog.as_raw_fd() as u32, ..Default::default() };
     bpf(BPF_LINK_UPDATE, &mut attr).map(drop)
 }
 
@@ -111,14 +107,11 @@ pub(crate) fn link_info(link: BorrowedFd<'_>) -> io::Result<LinkInfo> {
     };
     bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
     let target = match info.link_type {
-        BPF_LINK_TYPE_CGROUP => {
-            LinkTarget::Cgroup { cgroup_id: info.target, attach_type: info.attach_type_cgroup }
-        }
+        BPF_LINK_TYPE_CGROUP => LinkTarget::Cgroup { cgroup_id: info.target, attach_type: info.attach_type_cgroup },
         // netns: { u32 netns_ino; u32 attach_type; } overlaid on the same 8 bytes.
-        BPF_LINK_TYPE_NETNS => LinkTarget::Netns {
-            netns_ino: info.target as u32,
-            attach_type: (info.target >> 32) as u32,
-        },
+        BPF_LINK_TYPE_NETNS => {
+            LinkTarget::Netns { netns_ino: info.target as u32, attach_type: (info.target >> 32) as u32 }
+        }
         other => LinkTarget::Other { link_type: other },
     };
     Ok(LinkInfo { id: info.id, prog_id: info.prog_id, target })

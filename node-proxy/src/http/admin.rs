@@ -21,7 +21,13 @@ use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
 use super::{Body, error, json as json_response, serve_connection, text};
-use crate::{capture::{Capture, PruneReport}, config::Config, namespaces::NamespaceSource, pods::Pods, proxy::ProxyContext};
+use crate::{
+    capture::{Capture, PruneReport},
+    config::Config,
+    namespaces::NamespaceSource,
+    pods::Pods,
+    proxy::ProxyContext,
+};
 
 pub(crate) struct AdminState {
     pub(crate) config: Config,
@@ -78,13 +84,17 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Body> {
                 .unwrap_or(0);
             json_response(StatusCode::OK, &state.proxy.records.recent(after))
         }
-        "/" => json_response(StatusCode::OK, &json!({ "endpoints": ["/ready", "/config_dump", "/stats", "/connections?after=<id>"] })),
+        "/" => json_response(
+            StatusCode::OK,
+            &json!({ "endpoints": ["/ready", "/config_dump", "/stats", "/connections?after=<id>"] }),
+        ),
         other => error(StatusCode::NOT_FOUND, format!("no admin endpoint {other}; GET / lists them")),
     }
 }
 
 fn stats(proxy: &ProxyContext) -> Value {
-    let counters: Map<String, Value> = proxy.capture.counters().into_iter().map(|(k, v)| (k.to_owned(), v.into())).collect();
+    let counters: Map<String, Value> =
+        proxy.capture.counters().into_iter().map(|(k, v)| (k.to_owned(), v.into())).collect();
     json!({
         "counters": counters,
         "maps": proxy.capture.map_sizes(),
@@ -106,10 +116,11 @@ fn config_dump(state: &AdminState) -> Value {
             let mut pod = serde_json::to_value(view).unwrap_or(Value::Null);
             if view.capture.is_some() {
                 // The kernel's own view: exactly one sk_lookup program should be attached.
-                pod["skLookupAttached"] = match Netns::open(&view.status.spec.netns).and_then(|ns| Capture::attached_in_netns(&ns)) {
-                    Ok(ids) => json!(ids),
-                    Err(e) => json!({ "error": e.to_string() }),
-                };
+                pod["skLookupAttached"] =
+                    match Netns::open(&view.status.spec.netns).and_then(|ns| Capture::attached_in_netns(&ns)) {
+                        Ok(ids) => json!(ids),
+                        Err(e) => json!({ "error": e.to_string() }),
+                    };
             }
             pod
         })

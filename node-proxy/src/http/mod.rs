@@ -44,7 +44,9 @@ pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 pub(crate) async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
     match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) => Err(error(StatusCode::BAD_REQUEST, format!("cannot read request body (limit {MAX_BODY} bytes): {e}"))),
+        Err(e) => {
+            Err(error(StatusCode::BAD_REQUEST, format!("cannot read request body (limit {MAX_BODY} bytes): {e}")))
+        }
     }
 }
 

@@ -75,8 +75,11 @@ impl EnrolledPod {
         let outbound = bind(OUTBOUND_PORT)?;
         let plaintext = bind(INBOUND_PLAINTEXT_PORT)?;
         let hbone = bind(HBONE_PORT)?;
-        let netns_cookie = netns_cookie(outbound.as_fd())
-            .map_err(|source| EnrollError::Io { pod: pod.clone(), what: "reading SO_NETNS_COOKIE", source })?;
+        let netns_cookie = netns_cookie(outbound.as_fd()).map_err(|source| EnrollError::Io {
+            pod: pod.clone(),
+            what: "reading SO_NETNS_COOKIE",
+            source,
+        })?;
 
         // Accept loops first: once capture is on, connections must find someone listening.
         let context = Arc::new(PodContext {
@@ -86,7 +89,11 @@ impl EnrolledPod {
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let capture_handles = (
-            plaintext.try_clone().map_err(|source| EnrollError::Io { pod: pod.clone(), what: "dup listener", source })?,
+            plaintext.try_clone().map_err(|source| EnrollError::Io {
+                pod: pod.clone(),
+                what: "dup listener",
+                source,
+            })?,
             hbone.try_clone().map_err(|source| EnrollError::Io { pod: pod.clone(), what: "dup listener", source })?,
         );
         for (role, listener) in [

@@ -12,8 +12,8 @@ use ambit_common::{
     namespaces::NamespaceSet,
     pod_api::{PodSpec, PodSpecError, PodStatus},
 };
-use enrolled::EnrolledPod;
 pub(crate) use enrolled::EnrolledInfo;
+use enrolled::EnrolledPod;
 use serde::Serialize;
 pub(crate) use state_file::StateFile;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -160,7 +160,11 @@ impl PodManager {
     fn check(&self, spec: &PodSpec) -> Result<(), UpsertError> {
         spec.validate()?;
         if spec.node != self.node {
-            return Err(UpsertError::WrongNode { pod: spec.key(), pod_node: spec.node.clone(), node: self.node.clone() });
+            return Err(UpsertError::WrongNode {
+                pod: spec.key(),
+                pod_node: spec.node.clone(),
+                node: self.node.clone(),
+            });
         }
         Ok(())
     }
@@ -201,10 +205,9 @@ impl PodManager {
     }
 
     fn persist(&self) -> Result<(), UpsertError> {
-        self.state.store(self.pods.values().map(|p| &p.spec)).map_err(|e| UpsertError::Persist {
-            path: self.state.path().display().to_string(),
-            error: e.to_string(),
-        })
+        self.state
+            .store(self.pods.values().map(|p| &p.spec))
+            .map_err(|e| UpsertError::Persist { path: self.state.path().display().to_string(), error: e.to_string() })
     }
 
     fn reconcile_all(&mut self) {
@@ -227,7 +230,8 @@ impl PodManager {
         known.enrollment = enrollment::decide(self.namespaces.labels(&known.spec.namespace), &known.spec.labels);
         let want = known.enrollment.is_enrolled();
         // A changed address or namespace means the old capture state is for a different socket.
-        let stale = known.enrolled.as_ref().is_some_and(|e| e.spec.netns != known.spec.netns || e.spec.ips != known.spec.ips);
+        let stale =
+            known.enrolled.as_ref().is_some_and(|e| e.spec.netns != known.spec.netns || e.spec.ips != known.spec.ips);
         if (!want || stale)
             && let Some(enrolled) = known.enrolled.take()
         {

@@ -31,10 +31,8 @@ pub(super) async fn handle(ctx: &ProxyContext, pod: &PodContext, client: TcpStre
     let connected = async {
         let socket = tcp_socket(&pod.netns, &destination)?;
         socket.bind(&SocketAddr::new(destination.ip(), 0).into())?;
-        let local = socket
-            .local_addr()?
-            .as_socket()
-            .ok_or_else(|| io::Error::other("in-pod socket has no IP address"))?;
+        let local =
+            socket.local_addr()?.as_socket().ok_or_else(|| io::Error::other("in-pod socket has no IP address"))?;
         ctx.capture.register_inbound_peer(local, peer).map_err(io::Error::other)?;
         registration = Some(PeerRegistration { capture: &ctx.capture, local });
         connect(socket, destination, ctx.connect_timeout).await

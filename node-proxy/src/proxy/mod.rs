@@ -14,7 +14,11 @@ use std::{net::Ipv4Addr, sync::Arc, time::Duration};
 
 pub(crate) use listener::{ListenerRole, spawn_accept_loop};
 
-use crate::{capture::Capture, netns::Netns, records::{PodRef, Recorder}};
+use crate::{
+    capture::Capture,
+    netns::Netns,
+    records::{PodRef, Recorder},
+};
 
 /// What every connection handler needs, shared by all pods.
 pub(crate) struct ProxyContext {

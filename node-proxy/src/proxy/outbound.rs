@@ -16,7 +16,10 @@ pub(super) async fn handle(ctx: &ProxyContext, pod: &PodContext, client: TcpStre
         // Someone connected to podIP:15001 directly, or the map lost the entry.
         let conn = ctx.records.open(Direction::Outbound, pod.pod.clone(), peer, local_or(&client, peer));
         relay::reset(&client);
-        ctx.records.close(conn, Closing::failed(Outcome::NoOriginalDestination, "no original destination recorded for this client"));
+        ctx.records.close(
+            conn,
+            Closing::failed(Outcome::NoOriginalDestination, "no original destination recorded for this client"),
+        );
         return;
     };
     let conn = ctx.records.open(Direction::Outbound, pod.pod.clone(), peer, destination);
@@ -42,12 +45,20 @@ fn local_or(stream: &TcpStream, fallback: SocketAddr) -> SocketAddr {
 }
 
 /// Connects to `destination` from a marked socket inside `netns`.
-pub(super) async fn connect_from_pod(netns: &Netns, destination: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+pub(super) async fn connect_from_pod(
+    netns: &Netns,
+    destination: SocketAddr,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
     connect(tcp_socket(netns, &destination)?, destination, timeout).await
 }
 
 /// Completes a connect on a prepared non-blocking socket, within `timeout`.
-pub(super) async fn connect(socket: socket2::Socket, destination: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+pub(super) async fn connect(
+    socket: socket2::Socket,
+    destination: SocketAddr,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
     let socket = TcpSocket::from_std_stream(socket.into());
     match tokio::time::timeout(timeout, socket.connect(destination)).await {
         Ok(result) => result,

@@ -70,12 +70,22 @@ pub(crate) async fn relay(mut source: TcpStream, mut upstream: TcpStream) -> Clo
         }
     };
     match outcome {
-        Ok(()) => Closing { bytes_from_source: from_source, bytes_to_source: to_source, outcome: Outcome::Completed, error: None },
+        Ok(()) => Closing {
+            bytes_from_source: from_source,
+            bytes_to_source: to_source,
+            outcome: Outcome::Completed,
+            error: None,
+        },
         Err((outcome, error)) => {
             // Pass the reset on to whichever side is still there.
             let survivor = if outcome == Outcome::SourceReset { &upstream } else { &source };
             reset(survivor);
-            Closing { bytes_from_source: from_source, bytes_to_source: to_source, outcome, error: Some(error.to_string()) }
+            Closing {
+                bytes_from_source: from_source,
+                bytes_to_source: to_source,
+                outcome,
+                error: Some(error.to_string()),
+            }
         }
     }
 }

@@ -1,0 +1,335 @@
+//! A local cluster: a fabric, N nodes each with its node proxy, and pods. Everything is removed
+//! when the [`Cluster`] is dropped, also when a test panics (then the node proxy logs are printed).
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use ambit_common::{netns::Netns, pod_api::PodSpec};
+use anyhow::{Context, bail};
+
+use crate::{
+    namespaces::{self, Namespaces},
+    node::{LOG_TAIL_LINES, Node},
+    pod::{Pod, PodOptions},
+    run::{Run, RunGuard},
+    sweep::sweep_stale_runs,
+    topology,
+};
+
+/// Pods per node: addresses `10.<n>.0.2` … `10.<n>.0.254`.
+const MAX_PODS_PER_NODE: usize = 253;
+const MAX_NODES: usize = 200;
+
+pub struct ClusterBuilder {
+    nodes: usize,
+    namespaces: Namespaces,
+    start_proxies: bool,
+}
+
+impl ClusterBuilder {
+    /// Number of nodes (default 1).
+    pub fn nodes(mut self, count: usize) -> Self {
+        self.nodes = count;
+        self
+    }
+
+    /// Declares a namespace and its labels in the namespaces file.
+    pub fn namespace(mut self, name: &str, labels: &[(&str, &str)]) -> Self {
+        let labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        self.namespaces.insert(name.to_owned(), labels);
+        self
+    }
+
+    /// Whether to start a node proxy on every node (default true).
+    pub fn start_proxies(mut self, start: bool) -> Self {
+        self.start_proxies = start;
+        self
+    }
+
+    pub fn build(self) -> anyhow::Result<Cluster> {
+        if !(1..=MAX_NODES).contains(&self.nodes) {
+            bail!("a cluster needs 1 to {MAX_NODES} nodes (got {})", self.nodes);
+        }
+        let report = sweep_stale_runs();
+        if !report.swept.is_empty() || !report.errors.is_empty() {
+            eprintln!("ambit harness: swept stale runs {:?}; problems: {:?}", report.swept, report.errors);
+        }
+        let run = Run::create()?;
+        let guard = RunGuard::new(run.clone());
+        run.create_cgroup("")?;
+        let namespaces_file = run.dir().join("namespaces.yaml");
+        namespaces::write(&namespaces_file, &self.namespaces)?;
+        let (_, fabric) = topology::create_fabric(&run)?;
+        let fabric_name = run.netns_name("fabric");
+        let mut nodes = Vec::new();
+        for index in 0..self.nodes {
+            nodes.push(create_node(&run, &fabric_name, index, &namespaces_file)?);
+        }
+        let node_netns: Vec<String> = nodes.iter().map(|n| n.netns_name.clone()).collect();
+        topology::route_between_nodes(&node_netns)?;
+        let cluster = Cluster {
+            run,
+            fabric,
+            nodes,
+            namespaces: Mutex::new(self.namespaces),
+            namespaces_file,
+            pods: Mutex::new(BTreeSet::new()),
+            pods_created: Mutex::new(0),
+            _guard: guard,
+        };
+        if self.start_proxies {
+            for node in &cluster.nodes {
+                node.spawn_proxy()?;
+            }
+            for node in &cluster.nodes {
+                node.wait_ready(crate::node::READY_TIMEOUT)?;
+            }
+        }
+        Ok(cluster)
+    }
+}
+
+fn create_node(run: &Arc<Run>, fabric: &str, index: usize, namespaces_file: &Path) -> anyhow::Result<Node> {
+    let name = format!("node-{index}");
+    let (netns_name, netns) = topology::create_node(run, fabric, index, &name)?;
+    let cgroup = run.create_cgroup(&name)?;
+    for sub in ["pods", "proxy", "host"] {
+        run.create_cgroup(&format!("{name}/{sub}"))?;
+    }
+    let dir = run.dir().join(&name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(Node {
+        index,
+        name,
+        run: run.clone(),
+        netns,
+        netns_name,
+        uplink_ip: topology::uplink_ip(index),
+        dir,
+        cgroup,
+        namespaces_file: namespaces_file.to_owned(),
+        proxy: Mutex::new(None),
+        pods_created: Mutex::new(0),
+    })
+}
+
+pub struct Cluster {
+    run: Arc<Run>,
+    fabric: Netns,
+    nodes: Vec<Node>,
+    namespaces: Mutex<Namespaces>,
+    namespaces_file: PathBuf,
+    /// (namespace, name) of live pods.
+    pods: Mutex<BTreeSet<(String, String)>>,
+    pods_created: Mutex<usize>,
+    // Last: dropped after the nodes (whose node proxies it would kill anyway).
+    _guard: RunGuard,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Post-increment of a counter.
+fn next(counter: &Mutex<usize>) -> usize {
+    let mut value = lock(counter);
+    *value += 1;
+    *value - 1
+}
+
+impl Cluster {
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder { nodes: 1, namespaces: Namespaces::new(), start_proxies: true }
+    }
+
+    pub fn run_id(&self) -> &str {
+        self.run.id()
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        self.run.dir()
+    }
+
+    pub fn run(&self) -> &Arc<Run> {
+        &self.run
+    }
+
+    pub fn fabric_netns(&self) -> &Netns {
+        &self.fabric
+    }
+
+    /// Node `index` (panics if there is no such node).
+    pub fn node(&self, index: usize) -> &Node {
+        self.nodes
+            .get(index)
+            .unwrap_or_else(|| panic!("the cluster has {} nodes; there is no node {index}", self.nodes.len()))
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    pub fn namespaces_file(&self) -> &Path {
+        &self.namespaces_file
+    }
+
+    /// Sets a namespace's labels (declaring it if needed) and rewrites the namespaces file atomically.
+    pub fn set_namespace_labels(&self, namespace: &str, labels: &[(&str, &str)]) -> anyhow::Result<()> {
+        let mut namespaces = lock(&self.namespaces);
+        let labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        namespaces.insert(namespace.to_owned(), labels);
+        namespaces::write(&self.namespaces_file, &namespaces)
+    }
+
+    /// Removes a namespace from the namespaces file.
+    pub fn remove_namespace(&self, namespace: &str) -> anyhow::Result<()> {
+        let mut namespaces = lock(&self.namespaces);
+        namespaces.remove(namespace);
+        namespaces::write(&self.namespaces_file, &namespaces)
+    }
+
+    /// Creates a pod and (unless `announce(false)`) announces it to its node proxy, as the CNI
+    /// plugin would; that fails if the node proxy is not running.
+    pub fn add_pod(&self, options: PodOptions) -> anyhow::Result<Pod> {
+        let node = self.nodes.get(options.node).with_context(|| {
+            format!(
+                "pod {}/{}: no node {} (the cluster has {})",
+                options.namespace,
+                options.name,
+                options.node,
+                self.nodes.len()
+            )
+        })?;
+        let key = (options.namespace.clone(), options.name.clone());
+        if !lock(&self.pods).insert(key.clone()) {
+            bail!("pod {}/{} already exists", key.0, key.1);
+        }
+        let result = self.create_pod(node, &options);
+        if result.is_err() {
+            lock(&self.pods).remove(&key);
+        }
+        result
+    }
+
+    fn create_pod(&self, node: &Node, options: &PodOptions) -> anyhow::Result<Pod> {
+        if options.announce && !node.proxy_running() {
+            bail!(
+                "pod {}/{}: {}'s node proxy is not running, so the pod cannot be announced \
+                 (start it with node.start_proxy(), or add the pod with PodOptions::announce(false))",
+                options.namespace,
+                options.name,
+                node.name
+            );
+        }
+        let k = next(&node.pods_created);
+        if k >= MAX_PODS_PER_NODE {
+            bail!("{} already had {MAX_PODS_PER_NODE} pods; no addresses left", node.name);
+        }
+        let qualified = format!("{}.{}", options.namespace, options.name);
+        let netns_name = self.run.netns_name(&format!("pod-{qualified}"));
+        let ip = topology::pod_ip(node.index, k);
+        let cgroup = node.capture_root().join(&qualified);
+        let spec = PodSpec {
+            uid: format!("ambit-{}-{:04}", self.run.id(), next(&self.pods_created)),
+            name: options.name.clone(),
+            namespace: options.namespace.clone(),
+            service_account: options.service_account.clone(),
+            labels: options.labels.clone(),
+            ips: vec![ip.into()],
+            node: node.name.clone(),
+            netns: crate::ns::path(&netns_name),
+            cgroup: Some(cgroup.clone()),
+        };
+        spec.validate().map_err(|e| anyhow::anyhow!("invalid pod: {e}"))?;
+        let netns = self.run.create_netns(&format!("pod-{qualified}"))?;
+        let pod = Pod {
+            run: self.run.clone(),
+            node_index: node.index,
+            node_netns_name: node.netns_name.clone(),
+            ip,
+            netns,
+            netns_name,
+            cgroup,
+            veth: format!("vp{k}"),
+            announced: options.announce,
+            removed: false.into(),
+            log_path: self.run.dir().join(format!("pod-{qualified}.log")),
+            spec,
+        };
+        if let Err(e) = self.setup_pod(node, &pod) {
+            let _ = pod.teardown();
+            return Err(e);
+        }
+        Ok(pod)
+    }
+
+    fn setup_pod(&self, node: &Node, pod: &Pod) -> anyhow::Result<()> {
+        self.run.create_cgroup(&format!("{}/pods/{}.{}", node.name, pod.namespace(), pod.name()))?;
+        topology::wire_pod(&topology::PodLink {
+            node_netns: &node.netns_name,
+            node: &node.netns,
+            pod_netns: &pod.netns_name,
+            veth: &pod.veth,
+            ip: pod.ip,
+        })?;
+        if pod.announced {
+            node.pod_api()
+                .add(&pod.spec)
+                .with_context(|| format!("announcing pod {} to {}'s node proxy", pod.spec.key(), node.name))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the pod: tells its node proxy (if it was announced and the proxy runs; a CNI DEL
+    /// during a proxy outage is left to the proxy's reconciliation), then kills its processes and
+    /// removes its veth, namespace and cgroup.
+    pub fn remove_pod(&self, pod: &Pod) -> anyhow::Result<()> {
+        if pod.removed.load(std::sync::atomic::Ordering::Acquire) {
+            bail!("pod {} was already removed", pod.spec.key());
+        }
+        let node = self.node(pod.node_index);
+        let announced = if pod.announced && node.proxy_running() {
+            node.pod_api()
+                .delete(pod.uid())
+                .with_context(|| format!("deleting pod {} from {}'s node proxy", pod.spec.key(), node.name))
+        } else {
+            Ok(())
+        };
+        let local = pod.teardown();
+        lock(&self.pods).remove(&(pod.namespace().to_owned(), pod.name().to_owned()));
+        announced.and(local)
+    }
+
+    /// Cleans up now and reports what could not be removed (dropping does the same, silently
+    /// apart from stderr).
+    pub fn shutdown(self) -> anyhow::Result<()> {
+        let errors = self.run.cleanup();
+        if !errors.is_empty() {
+            bail!("cleanup of run {} was incomplete:\n  {}", self.run.id(), errors.join("\n  "));
+        }
+        Ok(())
+    }
+
+    fn print_proxy_logs(&self) {
+        let logs: Vec<&Node> = self.nodes.iter().filter(|n| n.log_path().exists()).collect();
+        if logs.is_empty() {
+            return;
+        }
+        eprintln!("ambit harness: the test panicked; node proxy logs of run {}:", self.run.id());
+        for node in logs {
+            eprintln!("{}", node.log_tail_block(LOG_TAIL_LINES));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.print_proxy_logs();
+        }
+        // The `_guard` field cleans up right after this.
+    }
+}

@@ -1,0 +1,271 @@
+//! A node: its network namespace, cgroups, directories and node proxy.
+
+use std::{
+    fs::OpenOptions,
+    io::Write,
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    process::{Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use ambit_common::{netns::Netns, pod_api::PodApiClient};
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::{
+    app::{self, App, AppOutput},
+    config, http,
+    process::{ChildGuard, Place},
+    run::Run,
+};
+
+/// The node proxy's admin address inside the node namespace.
+pub const ADMIN_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 15000);
+/// How long `start_proxy` waits for `/ready`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Lines of each node proxy log printed when a test panics.
+pub const LOG_TAIL_LINES: usize = 60;
+
+pub struct Node {
+    pub(crate) index: usize,
+    pub(crate) name: String,
+    pub(crate) run: Arc<Run>,
+    pub(crate) netns: Netns,
+    pub(crate) netns_name: String,
+    pub(crate) uplink_ip: Ipv4Addr,
+    /// `<run dir>/<node>`.
+    pub(crate) dir: PathBuf,
+    /// `<cgroup root>/<node>`.
+    pub(crate) cgroup: PathBuf,
+    pub(crate) namespaces_file: PathBuf,
+    pub(crate) proxy: Mutex<Option<ChildGuard>>,
+    /// Pods created on this node so far (the next pod's index).
+    pub(crate) pods_created: Mutex<usize>,
+}
+
+impl Node {
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// `node-<index>`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn netns(&self) -> &Netns {
+        &self.netns
+    }
+
+    /// The `ip netns` name of the node's namespace.
+    pub fn netns_name(&self) -> &str {
+        &self.netns_name
+    }
+
+    /// `172.30.0.<index+1>`.
+    pub fn uplink_ip(&self) -> Ipv4Addr {
+        self.uplink_ip
+    }
+
+    /// `10.<index+1>.0.0/24`.
+    pub fn pod_cidr(&self) -> String {
+        crate::topology::pod_cidr(self.index)
+    }
+
+    /// The capture root: every pod cgroup of the node is inside it.
+    pub fn capture_root(&self) -> PathBuf {
+        self.cgroup.join("pods")
+    }
+
+    pub fn proxy_cgroup(&self) -> PathBuf {
+        self.cgroup.join("proxy")
+    }
+
+    /// Cgroup for node-level processes (outside the capture root).
+    pub fn host_cgroup(&self) -> PathBuf {
+        self.cgroup.join("host")
+    }
+
+    pub fn bpffs(&self) -> PathBuf {
+        self.dir.join("bpffs")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    pub fn api_socket(&self) -> PathBuf {
+        self.dir.join("node-proxy.sock")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("node-proxy.log")
+    }
+
+    /// A pod-event API client for this node's proxy.
+    pub fn pod_api(&self) -> PodApiClient {
+        PodApiClient::new(self.api_socket()).with_timeout(Duration::from_secs(20))
+    }
+
+    fn proxy_slot(&self) -> MutexGuard<'_, Option<ChildGuard>> {
+        self.proxy.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The node proxy's PID while it runs.
+    pub fn proxy_pid(&self) -> Option<u32> {
+        self.proxy_slot().as_ref().filter(|g| g.is_running()).map(ChildGuard::pid)
+    }
+
+    pub fn proxy_running(&self) -> bool {
+        self.proxy_pid().is_some()
+    }
+
+    /// Starts the node proxy in the node namespace and its `proxy` cgroup and waits for `/ready`.
+    pub fn start_proxy(&self) -> anyhow::Result<()> {
+        self.spawn_proxy()?;
+        self.wait_ready(READY_TIMEOUT)
+    }
+
+    /// Starts the node proxy without waiting for it to be ready (see [`Node::wait_ready`]).
+    pub fn spawn_proxy(&self) -> anyhow::Result<()> {
+        let mut slot = self.proxy_slot();
+        if let Some(running) = slot.as_ref().filter(|g| g.is_running()) {
+            bail!("{}: the node proxy is already running (pid {})", self.name, running.pid());
+        }
+        let binary = config::node_proxy()?;
+        for dir in [self.state_dir(), self.bpffs()] {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        self.run.add_mount(&self.bpffs())?;
+        let mut log =
+            OpenOptions::new().create(true).append(true).open(self.log_path()).context("opening the node proxy log")?;
+        writeln!(log, "===== ambit harness: starting {} for {} =====", binary.display(), self.name)?;
+        let mut cmd = Command::new(&binary);
+        // The log is a file: no colour codes.
+        cmd.args(self.proxy_args()).env("NO_COLOR", "1").stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        let proxy_cgroup = self.proxy_cgroup();
+        let spawned = self.run.spawn_in(cmd, Place { netns: &self.netns, cgroup: &proxy_cgroup })?;
+        *slot = Some(spawned.guard);
+        Ok(())
+    }
+
+    fn proxy_args(&self) -> Vec<String> {
+        let path = |p: &Path| p.display().to_string();
+        vec![
+            "--node-name".into(),
+            self.name.clone(),
+            "--cgroup-root".into(),
+            path(&self.capture_root()),
+            "--bpffs".into(),
+            path(&self.bpffs()),
+            "--state-dir".into(),
+            path(&self.state_dir()),
+            "--api-socket".into(),
+            path(&self.api_socket()),
+            "--admin-addr".into(),
+            ADMIN_ADDR.to_string(),
+            "--namespaces-file".into(),
+            path(&self.namespaces_file),
+        ]
+    }
+
+    /// Polls `/ready` until it answers 200; fails early if the node proxy exits.
+    pub fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut last;
+        loop {
+            if let Some(status) = self.proxy_exit_status() {
+                bail!(
+                    "{}: the node proxy exited with {status} before it was ready\n{}",
+                    self.name,
+                    self.log_tail_block(40)
+                );
+            }
+            match http::get(&self.netns, ADMIN_ADDR, "/ready", Duration::from_secs(1)) {
+                Ok((200, _)) => return Ok(()),
+                Ok((status, body)) => last = format!("{status}: {}", String::from_utf8_lossy(&body).trim()),
+                Err(e) => last = e.to_string(),
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{}: the node proxy was not ready after {timeout:?} (last /ready: {last})\n{}",
+                    self.name,
+                    self.log_tail_block(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn proxy_exit_status(&self) -> Option<ExitStatus> {
+        self.proxy_slot().as_ref().and_then(|g| g.try_wait().ok().flatten())
+    }
+
+    /// SIGKILLs the node proxy and reaps it; its exit status, or None if none was started.
+    pub fn kill_proxy(&self) -> Option<ExitStatus> {
+        self.proxy_slot().take().and_then(|g| g.kill())
+    }
+
+    /// The whole node proxy log (every start of it on this node).
+    pub fn proxy_log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The last `lines` lines of the node proxy log.
+    pub fn proxy_log_tail(&self, lines: usize) -> String {
+        let log = self.proxy_log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    pub(crate) fn log_tail_block(&self, lines: usize) -> String {
+        format!(
+            "----- {} node-proxy log, last {lines} lines ({}) -----\n{}\n----- end of {} log -----",
+            self.name,
+            self.log_path().display(),
+            self.proxy_log_tail(lines),
+            self.name
+        )
+    }
+
+    /// `GET path` on the admin API; the status and raw body.
+    pub fn admin_get_raw(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let (status, body) = http::get(&self.netns, ADMIN_ADDR, path, ADMIN_TIMEOUT)
+            .with_context(|| format!("{}: GET {path} on the node proxy admin API {ADMIN_ADDR}", self.name))?;
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// `GET path` on the admin API as JSON; a non-2xx status is an error carrying the body.
+    pub fn admin_get(&self, path: &str) -> anyhow::Result<Value> {
+        let (status, body) = self.admin_get_raw(path)?;
+        if !(200..300).contains(&status) {
+            bail!("{}: GET {path} on the admin API answered {status}: {}", self.name, body.trim());
+        }
+        serde_json::from_str(&body).with_context(|| format!("{}: GET {path}: the body is not JSON: {body}", self.name))
+    }
+
+    fn place(&self) -> (PathBuf, &Netns) {
+        (self.host_cgroup(), &self.netns)
+    }
+
+    /// Starts `ambit-testapp` in the node namespace (like a kubelet probe: outside the capture root).
+    pub fn spawn_app(&self, args: &[&str]) -> anyhow::Result<App> {
+        let (cgroup, netns) = self.place();
+        app::spawn(&self.run, Place { netns, cgroup: &cgroup }, &self.name, args)
+    }
+
+    /// Runs `ambit-testapp` in the node namespace to completion; non-zero exit is an error.
+    pub fn run_app(&self, args: &[&str]) -> anyhow::Result<Vec<Value>> {
+        let (cgroup, netns) = self.place();
+        app::run_ok(&self.run, Place { netns, cgroup: &cgroup }, &self.name, args)
+    }
+
+    /// Runs `ambit-testapp` in the node namespace to completion, whatever its exit status.
+    pub fn run_app_output(&self, args: &[&str], timeout: Duration) -> anyhow::Result<AppOutput> {
+        let (cgroup, netns) = self.place();
+        app::run_output(&self.run, Place { netns, cgroup: &cgroup }, &self.name, args, timeout)
+    }
+}
