@@ -66,12 +66,12 @@ impl NamespaceSource {
                     continue;
                 }
                 content = now;
-                if let Ok(set) = watcher.parse(&content) {
-                    if **tx.borrow() != set {
-                        tracing::info!(path = %watcher.path.display(), namespaces = set.len(), "namespace file reloaded");
-                        watcher.status.lock().expect("status lock").namespaces = set.clone();
-                        tx.send_replace(Arc::new(set));
-                    }
+                if let Ok(set) = watcher.parse(&content)
+                    && **tx.borrow() != set
+                {
+                    tracing::info!(path = %watcher.path.display(), namespaces = set.len(), "namespace file reloaded");
+                    watcher.status.lock().expect("status lock").namespaces = set.clone();
+                    tx.send_replace(Arc::new(set));
                 }
             }
         });

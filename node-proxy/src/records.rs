@@ -52,6 +52,7 @@ pub(crate) struct PodRef {
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ConnectionRecord {
+    /// Sequence number of the record, in the order connections closed.
     pub(crate) id: u64,
     pub(crate) direction: Direction,
     /// The enrolled pod this proxy acted for (source pod when outbound, destination when inbound).
@@ -69,7 +70,6 @@ pub(crate) struct ConnectionRecord {
 
 /// A connection in progress; [`Recorder::close`] turns it into a record.
 pub(crate) struct OpenConnection {
-    id: u64,
     direction: Direction,
     pod: PodRef,
     source: SocketAddr,
@@ -128,20 +128,12 @@ impl Recorder {
         self.opened.fetch_add(1, Ordering::Relaxed);
         let started_at_unix_ms =
             SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        OpenConnection {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            direction,
-            pod,
-            source,
-            original_destination,
-            started: Instant::now(),
-            started_at_unix_ms,
-        }
+        OpenConnection { direction, pod, source, original_destination, started: Instant::now(), started_at_unix_ms }
     }
 
     pub(crate) fn close(&self, conn: OpenConnection, closing: Closing) {
-        let record = ConnectionRecord {
-            id: conn.id,
+        let mut record = ConnectionRecord {
+            id: 0,
             direction: conn.direction,
             pod: conn.pod,
             source: conn.source,
@@ -153,6 +145,15 @@ impl Recorder {
             outcome: closing.outcome,
             error: closing.error,
         };
+        self.closed.fetch_add(1, Ordering::Relaxed);
+        let mut recent = self.recent.lock().expect("records lock");
+        // Numbered under the lock, so ids increase along the ring.
+        record.id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if recent.len() == Self::CAPACITY {
+            recent.pop_front();
+        }
+        recent.push_back(record.clone());
+        drop(recent);
         tracing::info!(
             target: "access",
             id = record.id,
@@ -167,12 +168,6 @@ impl Recorder {
             error = record.error.as_deref().unwrap_or(""),
             "connection closed"
         );
-        self.closed.fetch_add(1, Ordering::Relaxed);
-        let mut recent = self.recent.lock().expect("records lock");
-        if recent.len() == Self::CAPACITY {
-            recent.pop_front();
-        }
-        recent.push_back(record);
     }
 
     /// Records with an id greater than `after` (all of them for 0), oldest first.

@@ -42,10 +42,15 @@ pub fn sweep_stale_runs_in(root: &Path) -> SweepReport {
         if !dir.is_dir() || !is_stale(&dir) {
             continue;
         }
-        // Another process may be sweeping the same run: whoever holds the lock does it.
+        // Another process may be sweeping the same run: whoever holds the lock does it, and the
+        // others wait for it, so that every stale run is gone when this returns.
         let Some(_lock) = lock(&dir) else {
+            report.errors.push(format!("stale run {}: its sweep lock stayed busy", dir.display()));
             continue;
         };
+        if !dir.exists() {
+            continue; // swept by the process that held the lock
+        }
         let name = entry.file_name().to_string_lossy().into_owned();
         let errors = match Manifest::load(&dir) {
             Ok(manifest) => cleanup::clean(&manifest, &dir),
@@ -68,12 +73,23 @@ fn is_stale(dir: &Path) -> bool {
     }
 }
 
-/// An exclusive, non-blocking `flock` on the run's owner file (released when the file closes,
-/// also if the sweeper dies).
+/// How long to wait for another process's sweep of the same run.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// An exclusive `flock` on the run's owner file (released when the file closes, also if the
+/// sweeper dies), waiting up to [`LOCK_WAIT`] for another sweeper to finish.
 fn lock(dir: &Path) -> Option<File> {
     let path = dir.join(OWNER_FILE);
     let file = File::open(&path).or_else(|_| File::open(dir)).ok()?;
-    // SAFETY: plain syscall on an fd we own.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    (rc == 0).then_some(file)
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        // SAFETY: plain syscall on an fd we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Some(file);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -30,7 +30,7 @@ pub(crate) enum EnrollError {
     )]
     Listen { pod: String, addr: SocketAddr, source: std::io::Error },
     #[error("pod {pod}: {source}")]
-    Capture { pod: String, source: CaptureError },
+    Capture { pod: String, source: Box<CaptureError> },
     #[error("pod {pod}: {what}: {source}")]
     Io { pod: String, what: &'static str, source: std::io::Error },
 }
@@ -116,7 +116,7 @@ impl EnrolledPod {
             })
             .map_err(|source| {
                 let _ = shutdown.send(true);
-                EnrollError::Capture { pod: pod.clone(), source }
+                EnrollError::Capture { pod: pod.clone(), source: Box::new(source) }
             })?;
         let info = EnrolledInfo { ip, netns_cookie, netns_inode: context.netns.inode(), sk_lookup_link: link };
         tracing::info!(pod = %pod, %ip, netns_cookie, "pod enrolled: its traffic is captured");
@@ -126,7 +126,7 @@ impl EnrolledPod {
     /// Outbound capture off, inbound capture off, then listeners drain and close.
     pub(crate) fn unenroll(self, proxy: &ProxyContext) -> Result<(), EnrollError> {
         let pod = self.spec.key();
-        let capture_err = |source| EnrollError::Capture { pod: pod.clone(), source };
+        let capture_err = |source| EnrollError::Capture { pod: pod.clone(), source: Box::new(source) };
         let outbound = proxy.capture.stop_outbound(self.info.netns_cookie).map_err(capture_err);
         let inbound = proxy.capture.stop_inbound(&self.spec.uid, self.context.ip).map_err(capture_err);
         let _ = self.shutdown.send(true);

@@ -194,10 +194,10 @@ impl PodManager {
 
     fn delete(&mut self, uid: &str) -> Result<(), UpsertError> {
         if let Some(mut known) = self.pods.remove(uid) {
-            if let Some(enrolled) = known.enrolled.take() {
-                if let Err(e) = enrolled.unenroll(&self.proxy) {
-                    tracing::warn!(error = %e, "cleaning up a deleted pod's capture state failed");
-                }
+            if let Some(enrolled) = known.enrolled.take()
+                && let Err(e) = enrolled.unenroll(&self.proxy)
+            {
+                tracing::warn!(error = %e, "cleaning up a deleted pod's capture state failed");
             }
             tracing::info!(pod = %known.spec.key(), "pod deleted");
         }
@@ -234,10 +234,9 @@ impl PodManager {
             known.enrolled.as_ref().is_some_and(|e| e.spec.netns != known.spec.netns || e.spec.ips != known.spec.ips);
         if (!want || stale)
             && let Some(enrolled) = known.enrolled.take()
+            && let Err(e) = enrolled.unenroll(&self.proxy)
         {
-            if let Err(e) = enrolled.unenroll(&self.proxy) {
-                tracing::warn!(error = %e, "unenrolling failed");
-            }
+            tracing::warn!(error = %e, "unenrolling failed");
         }
         if !want {
             known.error = None;
