@@ -2,6 +2,7 @@
 //! pod-event API client, which the CNI plugin and the test harness use.
 
 pub mod cni;
+pub mod config;
 pub mod enrollment;
 pub mod labels;
 pub mod names;

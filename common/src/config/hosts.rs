@@ -1,0 +1,55 @@
+//! Host names in Istio resources: how short names resolve and how wildcards match.
+//!
+//! The rule is Istio's (`ResolveShortnameToFQDN`): a host without a dot is a Kubernetes
+//! service in the namespace of the object that names it, so `reviews` in a VirtualService in
+//! `bookinfo` means `reviews.bookinfo.svc.cluster.local`. A host with a dot is taken as
+//! written (so `reviews.bookinfo` is *not* expanded, exactly as in Istio); `*` and IP
+//! addresses are left alone.
+
+use std::net::IpAddr;
+
+/// The cluster DNS domain services live under.
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// The fully qualified form of `host` as named by an object in `namespace`.
+pub fn resolve(host: &str, namespace: &str) -> String {
+    if host == "*" || host.contains('.') || host.parse::<IpAddr>().is_ok() {
+        return host.to_string();
+    }
+    format!("{host}.{namespace}.svc.{CLUSTER_DOMAIN}")
+}
+
+/// Whether `pattern` (possibly a wildcard such as `*.example.com` or `*`) covers `host`
+/// (which may itself be a narrower wildcard).
+pub fn matches(pattern: &str, host: &str) -> bool {
+    if pattern == host || pattern == "*" {
+        return true;
+    }
+    match pattern.strip_prefix('*') {
+        Some(suffix) => host.ends_with(suffix) && host.len() > suffix.len(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_resolve_in_the_namespace() {
+        assert_eq!(resolve("reviews", "bookinfo"), "reviews.bookinfo.svc.cluster.local");
+        assert_eq!(resolve("reviews.bookinfo", "default"), "reviews.bookinfo");
+        assert_eq!(resolve("reviews.bookinfo.svc.cluster.local", "x"), "reviews.bookinfo.svc.cluster.local");
+        assert_eq!(resolve("*", "x"), "*");
+        assert_eq!(resolve("10.0.0.1", "x"), "10.0.0.1");
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(matches("*.bookinfo.svc.cluster.local", "reviews.bookinfo.svc.cluster.local"));
+        assert!(matches("*.com", "*.foo.com"));
+        assert!(!matches("*.foo.com", "foo.com"));
+        assert!(!matches("a.com", "*.com"));
+        assert!(matches("*", "anything"));
+    }
+}
