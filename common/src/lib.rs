@@ -1,6 +1,7 @@
 //! Code the Ambit binaries share. Nothing here does network IO except the small blocking
 //! pod-event API client, which the CNI plugin and the test harness use.
 
+pub mod api;
 pub mod cni;
 pub mod config;
 pub mod enrollment;

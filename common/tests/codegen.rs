@@ -1,0 +1,35 @@
+//! The checked-in gRPC code (`src/api/generated/`) must be exactly what the `.proto` files
+//! generate. With `AMBIT_CODEGEN_WRITE=1` (what `cargo xtask codegen` sets) it is rewritten.
+
+use std::path::{Path, PathBuf};
+
+const PROTOS: &[&str] = &["ambit/v1/discovery.proto", "ambit/v1/workload.proto", "ambit/v1/route.proto"];
+
+#[test]
+fn generated_code_is_up_to_date() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let includes = [root.join("proto")];
+    let fds = protox::compile(PROTOS, &includes).expect("the .proto files compile");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("codegen");
+    std::fs::create_dir_all(&out).unwrap();
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .build_transport(true)
+        .out_dir(&out)
+        .compile_fds(fds)
+        .expect("tonic-prost-build generates code");
+
+    let generated = std::fs::read_to_string(out.join("ambit.v1.rs")).unwrap();
+    let checked_in_path = root.join("src/api/generated/ambit.v1.rs");
+    if std::env::var_os("AMBIT_CODEGEN_WRITE").is_some() {
+        std::fs::write(&checked_in_path, &generated).unwrap();
+        return;
+    }
+    let checked_in = std::fs::read_to_string(&checked_in_path).unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "{} is out of date with the .proto files: run `cargo xtask codegen` and commit the result",
+        checked_in_path.display()
+    );
+}

@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("control-plane: not wired up yet");
+    std::process::exit(2);
+}

@@ -1,0 +1,1 @@
+//! The local source: a directory of multi-document YAML files.
