@@ -82,7 +82,7 @@ fn kubernetes_kinds_ignore_unknown_fields_and_istio_kinds_do_not() {
     let pod = "\
 apiVersion: v1
 kind: Pod
-metadata: {name: p, namespace: ns, somethingNew: 1}
+metadata: {name: p, namespace: ns, generation: 3}
 spec:
   nodeName: node-1
   restartPolicy: Always
@@ -94,6 +94,11 @@ status: {podIP: 10.0.0.5, conditions: [{type: Ready}]}
     let Object::Pod(p) = &outcome.objects[0].object else { panic!() };
     assert_eq!((p.node_name.as_deref(), p.service_account.as_str()), (Some("node-1"), "default"));
     assert_eq!(p.ips, ["10.0.0.5".parse::<std::net::IpAddr>().unwrap()]);
+
+    // Metadata is strict for every kind: its schema is fixed, and a typo there changes meaning.
+    let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n  lables: {istio.io/dataplane-mode: ambient}\n";
+    let outcome = parse_documents(ns, "ns.yaml");
+    assert!(outcome.errors[0].to_string().contains("unknown field `lables`"), "{}", outcome.errors[0]);
 
     let pa = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: x}\nspec: {mtls: {mode: STRICT, extra: 1}}\n";
     let outcome = parse_documents(pa, "pa.yaml");

@@ -3,7 +3,8 @@
 //! Istio kinds are parsed strictly: every struct has `deny_unknown_fields`, so a typo such
 //! as `weigth` or `lables` is an error that names the field. Kubernetes kinds (Namespace,
 //! Pod, Service, EndpointSlice, ServiceAccount, Gateway) are parsed leniently: they come from
-//! the API server with hundreds of fields Ambit does not use, so unknown fields are ignored.
+//! the API server with hundreds of fields Ambit does not use, so unknown fields are ignored —
+//! except in `metadata`, whose schema is fixed and which is strict for every kind.
 //!
 //! Enums, durations and numbers are kept as written (strings, wide integers) so that the
 //! validation step can say what is wrong in Istio's words instead of serde's.
@@ -108,6 +109,9 @@ macro_rules! object_meta {
             pub finalizers: Option<IgnoredAny>,
             #[serde(default)]
             pub managed_fields: Option<IgnoredAny>,
+            /// Removed in Kubernetes 1.25; still present in objects exported from older clusters.
+            #[serde(default)]
+            pub cluster_name: Option<IgnoredAny>,
         }
     };
 }
@@ -118,7 +122,10 @@ object_meta!(
     StrictMeta
 );
 object_meta!(
-    /// Metadata of a Kubernetes object: unknown fields are ignored.
+    /// Metadata of a Kubernetes object. Also strict: `ObjectMeta`'s schema is fixed and small (the
+    /// API server itself refuses unknown metadata fields under strict validation), and a typo like
+    /// `lables` in a Namespace must not silently change enrollment.
+    #[serde(deny_unknown_fields)]
     LooseMeta
 );
 
