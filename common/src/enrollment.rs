@@ -22,11 +22,15 @@ pub enum Enrollment {
     NamespaceNotAmbient,
     /// Its namespace is not known (not in the namespace source).
     NamespaceUnknown,
+    /// The control plane, which sees the pod's and its namespace's labels, captures it.
+    CapturedByControlPlane,
+    /// The control plane does not capture it (labels, or e.g. host networking).
+    NotCapturedByControlPlane,
 }
 
 impl Enrollment {
     pub fn is_enrolled(self) -> bool {
-        matches!(self, Self::EnrolledByNamespace | Self::EnrolledByPodLabel)
+        matches!(self, Self::EnrolledByNamespace | Self::EnrolledByPodLabel | Self::CapturedByControlPlane)
     }
 }
 
@@ -38,6 +42,10 @@ impl fmt::Display for Enrollment {
             Self::OptedOut => "not enrolled: pod is labelled istio.io/dataplane-mode=none",
             Self::NamespaceNotAmbient => "not enrolled: namespace is not labelled istio.io/dataplane-mode=ambient",
             Self::NamespaceUnknown => "not enrolled: namespace is unknown to this node proxy",
+            Self::CapturedByControlPlane => {
+                "enrolled: the control plane captures this pod (its labels or its namespace's)"
+            }
+            Self::NotCapturedByControlPlane => "not enrolled: the control plane does not capture this pod",
         })
     }
 }

@@ -4,7 +4,9 @@
 pub mod api;
 pub mod cni;
 pub mod config;
+pub mod discovery;
 pub mod enrollment;
+pub mod http_server;
 pub mod labels;
 pub mod names;
 pub mod namespaces;

@@ -3,6 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
+/// `bytes` fields holding IP addresses, shown as text in JSON dumps.
+const BYTES_AS_TEXT: &[(&str, &str)] = &[
+    ("ambit.v1.Workload.addresses", "ips"),
+    ("ambit.v1.Service.vips", "ips"),
+    ("ambit.v1.Endpoint.address", "ip"),
+    ("ambit.v1.IpNet.address", "ip"),
+    ("ambit.v1.LbEndpoint.address", "ip"),
+    ("ambit.v1.SourceWorkload.addresses", "ips"),
+];
+
 const PROTOS: &[&str] = &["ambit/v1/discovery.proto", "ambit/v1/workload.proto", "ambit/v1/route.proto"];
 
 #[test]
@@ -12,7 +22,18 @@ fn generated_code_is_up_to_date() {
     let fds = protox::compile(PROTOS, &includes).expect("the .proto files compile");
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("codegen");
     std::fs::create_dir_all(&out).unwrap();
-    tonic_prost_build::configure()
+    let mut builder = tonic_prost_build::configure()
+        // Ordered maps: identical resources must encode to identical bytes (the control plane
+        // compares encodings to find what changed).
+        .btree_map(".")
+        // Config dumps render these as JSON (see src/api/serde_bytes.rs for addresses).
+        .type_attribute(".ambit.v1", "#[derive(serde::Serialize)]")
+        .type_attribute(".ambit.v1", "#[serde(rename_all = \"camelCase\")]");
+    for (path, with) in BYTES_AS_TEXT {
+        builder =
+            builder.field_attribute(path, format!("#[serde(serialize_with = \"crate::api::serde_bytes::{with}\")]"));
+    }
+    builder
         .build_server(true)
         .build_client(true)
         .build_transport(true)

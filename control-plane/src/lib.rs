@@ -1,7 +1,14 @@
 //! Ambit's control plane (istiod's job): reads Istio and Kubernetes config from a directory or a
-//! Kubernetes API server, validates it (`ambit_common::config`), compiles it per proxy
-//! ([`compile`]) and pushes it over gRPC ([`push`]). The `control-plane` binary is a thin `main`
-//! around this library, which the benchmark and tests use directly.
+//! Kubernetes API server ([`source`]), validates it and keeps the last good version of every
+//! object ([`pipeline`], `ambit_common::config`), compiles it per proxy ([`compile`]) and pushes it
+//! over gRPC ([`push`]). The `control-plane` binary is a thin `main` around this library, which
+//! the benchmark and tests use directly.
 
+pub mod admin;
+pub mod app;
 pub mod compile;
+pub mod config;
+pub mod metrics;
+pub mod pipeline;
+pub mod push;
 pub mod source;

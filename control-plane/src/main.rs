@@ -1,4 +1,44 @@
-fn main() {
-    eprintln!("control-plane: not wired up yet");
-    std::process::exit(2);
+//! `control-plane`: see the library docs and `docs/architecture.md`. Parses flags, sets up
+//! logging and the runtime, and runs [`ambit_control_plane::app::run`].
+
+use std::process::ExitCode;
+
+use ambit_control_plane::config::{Args, LogFormat};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let print_config = args.print_config;
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("control-plane: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if print_config {
+        println!("{}", serde_json::to_string_pretty(&config).expect("config serializes"));
+        return ExitCode::SUCCESS;
+    }
+    let filter = tracing_subscriber::EnvFilter::new(&config.log);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("control-plane: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ambit_control_plane::app::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("control-plane failed: {e:#}");
+            eprintln!("control-plane failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

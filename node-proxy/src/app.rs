@@ -7,7 +7,9 @@ use anyhow::Context;
 
 use crate::{
     capture::Capture,
-    config::Config,
+    cluster::ClusterSource,
+    config::{ClusterSourceConfig, Config},
+    control_plane,
     http::{self, admin::AdminState},
     namespaces::NamespaceSource,
     pods::{self, StateFile},
@@ -24,9 +26,18 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             origin = ?link.origin, "capture program in place");
     }
     let proxy = Arc::new(ProxyContext { capture, records: Recorder::new(), connect_timeout: config.connect_timeout });
-    let (namespaces, namespace_updates) = NamespaceSource::start(&config.namespaces_file, &config.state_dir);
+    let (cluster_source, cluster_updates) = match &config.cluster_source {
+        ClusterSourceConfig::NamespacesFile { path } => {
+            let (source, updates) = NamespaceSource::start(path, &config.state_dir);
+            (ClusterSource::File(source), updates)
+        }
+        ClusterSourceConfig::ControlPlane { endpoint } => {
+            let (status, updates) = control_plane::start(endpoint, &config.node_name, &config.state_dir);
+            (ClusterSource::ControlPlane { status, view: updates.clone() }, updates)
+        }
+    };
     let (pods, startup_prune) =
-        pods::start(config.node_name.clone(), proxy.clone(), namespace_updates, StateFile::new(&config.state_dir))
+        pods::start(config.node_name.clone(), proxy.clone(), cluster_updates, StateFile::new(&config.state_dir))
             .context("restoring persisted pods")?;
     tracing::info!(?startup_prune, "removed capture state left for pods that are gone");
     http::api::serve(&config.api_socket, pods.clone())
@@ -36,7 +47,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         config: config.clone(),
         pods,
         proxy,
-        namespaces,
+        cluster_source,
         startup_prune,
         ready: AtomicBool::new(false),
     });

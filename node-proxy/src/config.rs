@@ -35,10 +35,14 @@ pub(crate) struct Args {
     /// Admin API address (/ready, /config_dump, /stats, /connections).
     #[arg(long, env = "AMBIT_ADMIN_ADDR", default_value = "127.0.0.1:15000")]
     admin_addr: SocketAddr,
-    /// YAML file of Namespace objects whose `istio.io/dataplane-mode=ambient` label enrolls pods
-    /// (standalone mode; watched for changes).
+    /// Control plane to subscribe to (`http://host:15010`): it decides which pods are captured.
+    /// Exactly one of --control-plane and --namespaces-file.
+    #[arg(long, env = "AMBIT_CONTROL_PLANE")]
+    control_plane: Option<String>,
+    /// Standalone mode, without a control plane: a YAML file of Namespace objects whose
+    /// `istio.io/dataplane-mode=ambient` label enrolls pods (watched for changes).
     #[arg(long, env = "AMBIT_NAMESPACES_FILE")]
-    namespaces_file: PathBuf,
+    namespaces_file: Option<PathBuf>,
     /// How long to wait for an upstream connection before resetting the client.
     #[arg(long, env = "AMBIT_CONNECT_TIMEOUT_MS", default_value_t = 10_000)]
     connect_timeout_ms: u64,
@@ -53,6 +57,14 @@ pub(crate) struct Args {
 }
 
 /// The validated configuration.
+/// Where enrollment decisions come from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub(crate) enum ClusterSourceConfig {
+    ControlPlane { endpoint: String },
+    NamespacesFile { path: PathBuf },
+}
+
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Config {
@@ -62,7 +74,7 @@ pub(crate) struct Config {
     pub(crate) state_dir: PathBuf,
     pub(crate) api_socket: PathBuf,
     pub(crate) admin_addr: SocketAddr,
-    pub(crate) namespaces_file: PathBuf,
+    pub(crate) cluster_source: ClusterSourceConfig,
     #[serde(serialize_with = "millis")]
     pub(crate) connect_timeout: Duration,
     pub(crate) log: String,
@@ -85,12 +97,32 @@ impl Args {
         let err = |flag, message: String| ConfigError { flag, message };
         ambit_common::names::check_dns_subdomain(&self.node_name)
             .map_err(|m| err("node-name", format!("{m} (Kubernetes node names are DNS subdomains)")))?;
-        for (flag, path) in [
-            ("cgroup-root", &self.cgroup_root),
-            ("bpffs", &self.bpffs),
-            ("state-dir", &self.state_dir),
-            ("namespaces-file", &self.namespaces_file),
-        ] {
+        let cluster_source = match (self.control_plane, self.namespaces_file) {
+            (Some(endpoint), None) if endpoint.starts_with("http://") || endpoint.starts_with("https://") => {
+                ClusterSourceConfig::ControlPlane { endpoint }
+            }
+            (Some(endpoint), None) => {
+                return Err(err(
+                    "control-plane",
+                    format!("must be a URL like http://10.0.0.1:15010 (got {endpoint:?})"),
+                ));
+            }
+            (None, Some(path)) if path.is_absolute() => ClusterSourceConfig::NamespacesFile { path },
+            (None, Some(path)) => {
+                return Err(err("namespaces-file", format!("must be an absolute path (got {})", path.display())));
+            }
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    "control-plane",
+                    "choose one: --control-plane or --namespaces-file (standalone)".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(err("control-plane", "required (or --namespaces-file for standalone mode)".into()));
+            }
+        };
+        for (flag, path) in [("cgroup-root", &self.cgroup_root), ("bpffs", &self.bpffs), ("state-dir", &self.state_dir)]
+        {
             if !path.is_absolute() {
                 return Err(err(flag, format!("must be an absolute path (got {})", path.display())));
             }
@@ -111,7 +143,7 @@ impl Args {
             state_dir: self.state_dir,
             api_socket,
             admin_addr: self.admin_addr,
-            namespaces_file: self.namespaces_file,
+            cluster_source,
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             log: self.log,
             log_format: self.log_format,
@@ -147,6 +179,21 @@ mod tests {
         assert_eq!(config.connect_timeout, Duration::from_secs(10));
         let dump = serde_json::to_value(&config).unwrap();
         assert_eq!(dump["connectTimeout"], "10000ms");
+    }
+
+    #[test]
+    fn exactly_one_cluster_source() {
+        assert!(matches!(parse(&[]).unwrap().cluster_source, ClusterSourceConfig::NamespacesFile { .. }));
+        let e = parse(&["--control-plane=http://10.0.0.1:15010"]).unwrap_err();
+        assert_eq!(e.flag, "control-plane", "both given");
+        let args = ["node-proxy", "--node-name=n", "--cgroup-root=/c", "--control-plane=http://10.0.0.1:15010"];
+        let config = Args::try_parse_from(args).unwrap().into_config().unwrap();
+        assert_eq!(
+            config.cluster_source,
+            ClusterSourceConfig::ControlPlane { endpoint: "http://10.0.0.1:15010".into() }
+        );
+        let args = ["node-proxy", "--node-name=n", "--cgroup-root=/c", "--control-plane=10.0.0.1:15010"];
+        assert_eq!(Args::try_parse_from(args).unwrap().into_config().unwrap_err().flag, "control-plane");
     }
 
     #[test]

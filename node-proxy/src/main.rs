@@ -3,7 +3,9 @@
 
 mod app;
 mod capture;
+mod cluster;
 mod config;
+mod control_plane;
 mod http;
 mod namespaces;
 mod netns;

@@ -13,6 +13,8 @@ use ambit_common::namespaces::NamespaceSet;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::cluster::{ClusterView, SharedView};
+
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// The source's health, for the admin API.
@@ -34,7 +36,7 @@ pub(crate) struct NamespaceSource {
 
 impl NamespaceSource {
     /// Loads the file (falling back to the last good copy) and starts watching it.
-    pub(crate) fn start(path: &Path, state_dir: &Path) -> (Arc<Self>, watch::Receiver<Arc<NamespaceSet>>) {
+    pub(crate) fn start(path: &Path, state_dir: &Path) -> (Arc<Self>, watch::Receiver<SharedView>) {
         let source = Arc::new(Self {
             path: path.to_owned(),
             last_good: state_dir.join("namespaces.last-good.yaml"),
@@ -54,7 +56,7 @@ impl NamespaceSource {
             }
         };
         source.status.lock().expect("status lock").namespaces = initial.clone();
-        let (tx, rx) = watch::channel(Arc::new(initial));
+        let (tx, rx) = watch::channel(Arc::new(ClusterView::from_namespaces(&initial)));
         let watcher = source.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(POLL_INTERVAL);
@@ -66,12 +68,13 @@ impl NamespaceSource {
                     continue;
                 }
                 content = now;
-                if let Ok(set) = watcher.parse(&content)
-                    && **tx.borrow() != set
-                {
-                    tracing::info!(path = %watcher.path.display(), namespaces = set.len(), "namespace file reloaded");
-                    watcher.status.lock().expect("status lock").namespaces = set.clone();
-                    tx.send_replace(Arc::new(set));
+                if let Ok(set) = watcher.parse(&content) {
+                    let view = ClusterView::from_namespaces(&set);
+                    if **tx.borrow() != view {
+                        tracing::info!(path = %watcher.path.display(), namespaces = set.len(), "namespace file reloaded");
+                        watcher.status.lock().expect("status lock").namespaces = set;
+                        tx.send_replace(Arc::new(view));
+                    }
                 }
             }
         });

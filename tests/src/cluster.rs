@@ -11,8 +11,9 @@ use ambit_common::{netns::Netns, pod_api::PodSpec};
 use anyhow::{Context, bail};
 
 use crate::{
+    control_plane::ControlPlane,
     namespaces::{self, Namespaces},
-    node::{LOG_TAIL_LINES, Node},
+    node::{LOG_TAIL_LINES, Node, ProxySource},
     pod::{Pod, PodOptions},
     run::{Run, RunGuard},
     sweep::sweep_stale_runs,
@@ -27,6 +28,7 @@ pub struct ClusterBuilder {
     nodes: usize,
     namespaces: Namespaces,
     start_proxies: bool,
+    control_plane: bool,
 }
 
 impl ClusterBuilder {
@@ -40,6 +42,14 @@ impl ClusterBuilder {
     pub fn namespace(mut self, name: &str, labels: &[(&str, &str)]) -> Self {
         let labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         self.namespaces.insert(name.to_owned(), labels);
+        self
+    }
+
+    /// Run a control plane (in the fabric namespace) reading a config directory that holds the
+    /// namespaces and a Pod object per pod; node proxies subscribe to it instead of reading the
+    /// namespaces file (default false: standalone node proxies).
+    pub fn control_plane(mut self, enabled: bool) -> Self {
+        self.control_plane = enabled;
         self
     }
 
@@ -60,13 +70,26 @@ impl ClusterBuilder {
         let run = Run::create()?;
         let guard = RunGuard::new(run.clone());
         run.create_cgroup("")?;
-        let namespaces_file = run.dir().join("namespaces.yaml");
-        namespaces::write(&namespaces_file, &self.namespaces)?;
         let (_, fabric) = topology::create_fabric(&run)?;
         let fabric_name = run.netns_name("fabric");
+        let control_plane = if self.control_plane {
+            topology::add_fabric_address(&fabric_name, crate::control_plane::ADDRESS)?;
+            Some(ControlPlane::new(&run, &fabric)?)
+        } else {
+            None
+        };
+        let namespaces_file = match &control_plane {
+            Some(cp) => cp.config_dir().join("namespaces.yaml"),
+            None => run.dir().join("namespaces.yaml"),
+        };
+        namespaces::write(&namespaces_file, &self.namespaces)?;
+        let source = match &control_plane {
+            Some(_) => ProxySource::ControlPlane(ControlPlane::endpoint()),
+            None => ProxySource::NamespacesFile(namespaces_file.clone()),
+        };
         let mut nodes = Vec::new();
         for index in 0..self.nodes {
-            nodes.push(create_node(&run, &fabric_name, index, &namespaces_file)?);
+            nodes.push(create_node(&run, &fabric_name, index, &source)?);
         }
         let node_netns: Vec<String> = nodes.iter().map(|n| n.netns_name.clone()).collect();
         topology::route_between_nodes(&node_netns)?;
@@ -78,8 +101,12 @@ impl ClusterBuilder {
             namespaces_file,
             pods: Mutex::new(BTreeSet::new()),
             pods_created: Mutex::new(0),
+            control_plane,
             _guard: guard,
         };
+        if let Some(cp) = &cluster.control_plane {
+            cp.start()?;
+        }
         if self.start_proxies {
             for node in &cluster.nodes {
                 node.spawn_proxy()?;
@@ -92,7 +119,7 @@ impl ClusterBuilder {
     }
 }
 
-fn create_node(run: &Arc<Run>, fabric: &str, index: usize, namespaces_file: &Path) -> anyhow::Result<Node> {
+fn create_node(run: &Arc<Run>, fabric: &str, index: usize, source: &ProxySource) -> anyhow::Result<Node> {
     let name = format!("node-{index}");
     let (netns_name, netns) = topology::create_node(run, fabric, index, &name)?;
     let cgroup = run.create_cgroup(&name)?;
@@ -101,6 +128,14 @@ fn create_node(run: &Arc<Run>, fabric: &str, index: usize, namespaces_file: &Pat
     }
     let dir = run.dir().join(&name);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let proxy = crate::daemon::Daemon::new(
+        format!("{name} node-proxy"),
+        run.clone(),
+        &netns,
+        cgroup.join("proxy"),
+        dir.join("node-proxy.log"),
+        crate::node::ADMIN_ADDR,
+    )?;
     Ok(Node {
         index,
         name,
@@ -110,8 +145,8 @@ fn create_node(run: &Arc<Run>, fabric: &str, index: usize, namespaces_file: &Pat
         uplink_ip: topology::uplink_ip(index),
         dir,
         cgroup,
-        namespaces_file: namespaces_file.to_owned(),
-        proxy: Mutex::new(None),
+        source: source.clone(),
+        proxy,
         pods_created: Mutex::new(0),
     })
 }
@@ -125,6 +160,7 @@ pub struct Cluster {
     /// (namespace, name) of live pods.
     pods: Mutex<BTreeSet<(String, String)>>,
     pods_created: Mutex<usize>,
+    control_plane: Option<ControlPlane>,
     // Last: dropped after the nodes (whose node proxies it would kill anyway).
     _guard: RunGuard,
 }
@@ -142,7 +178,7 @@ fn next(counter: &Mutex<usize>) -> usize {
 
 impl Cluster {
     pub fn builder() -> ClusterBuilder {
-        ClusterBuilder { nodes: 1, namespaces: Namespaces::new(), start_proxies: true }
+        ClusterBuilder { nodes: 1, namespaces: Namespaces::new(), start_proxies: true, control_plane: false }
     }
 
     pub fn run_id(&self) -> &str {
@@ -172,6 +208,18 @@ impl Cluster {
         &self.nodes
     }
 
+    /// The control plane, if the cluster was built with one.
+    pub fn control_plane(&self) -> Option<&ControlPlane> {
+        self.control_plane.as_ref()
+    }
+
+    /// The control plane (panics if the cluster was built without one).
+    pub fn cp(&self) -> &ControlPlane {
+        self.control_plane.as_ref().expect("this cluster was built without .control_plane(true)")
+    }
+
+    /// The file the namespace labels live in: the node proxies' namespaces file, or the control
+    /// plane's `namespaces.yaml`.
     pub fn namespaces_file(&self) -> &Path {
         &self.namespaces_file
     }
@@ -267,6 +315,9 @@ impl Cluster {
     }
 
     fn setup_pod(&self, node: &Node, pod: &Pod) -> anyhow::Result<()> {
+        if let Some(cp) = &self.control_plane {
+            cp.write_pod(&pod.spec)?;
+        }
         self.run.create_cgroup(&format!("{}/pods/{}.{}", node.name, pod.namespace(), pod.name()))?;
         topology::wire_pod(&topology::PodLink {
             node_netns: &node.netns_name,
@@ -299,6 +350,9 @@ impl Cluster {
             Ok(())
         };
         let local = pod.teardown();
+        if let Some(cp) = &self.control_plane {
+            cp.remove_pod(&pod.spec)?;
+        }
         lock(&self.pods).remove(&(pod.namespace().to_owned(), pod.name().to_owned()));
         announced.and(local)
     }
@@ -315,12 +369,15 @@ impl Cluster {
 
     fn print_proxy_logs(&self) {
         let logs: Vec<&Node> = self.nodes.iter().filter(|n| n.log_path().exists()).collect();
-        if logs.is_empty() {
+        if logs.is_empty() && self.control_plane.is_none() {
             return;
         }
-        eprintln!("ambit harness: the test panicked; node proxy logs of run {}:", self.run.id());
+        eprintln!("ambit harness: the test panicked; logs of run {}:", self.run.id());
         for node in logs {
             eprintln!("{}", node.log_tail_block(LOG_TAIL_LINES));
+        }
+        if let Some(cp) = &self.control_plane {
+            eprintln!("{}", cp.log_tail_block(LOG_TAIL_LINES));
         }
     }
 }

@@ -26,6 +26,8 @@ pub mod cleanup;
 pub mod cluster;
 pub mod cmd;
 pub mod config;
+pub mod control_plane;
+mod daemon;
 pub mod http;
 pub mod manifest;
 pub mod namespaces;
@@ -42,7 +44,8 @@ pub mod topology;
 
 pub use app::{App, AppOutput};
 pub use cluster::{Cluster, ClusterBuilder};
-pub use node::Node;
+pub use control_plane::ControlPlane;
+pub use node::{Node, ProxySource};
 pub use pod::{Pod, PodOptions};
 pub use privilege::require_root;
 pub use process::{ChildGuard, Place, Spawned};

@@ -1,23 +1,22 @@
 //! A node: its network namespace, cgroups, directories and node proxy.
 
 use std::{
-    fs::OpenOptions,
-    io::Write,
     net::{Ipv4Addr, SocketAddr},
     path::{Path, PathBuf},
-    process::{Command, ExitStatus, Stdio},
-    sync::{Arc, Mutex, MutexGuard},
-    time::{Duration, Instant},
+    process::ExitStatus,
+    sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use ambit_common::{netns::Netns, pod_api::PodApiClient};
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::Value;
 
 use crate::{
     app::{self, App, AppOutput},
-    config, http,
-    process::{ChildGuard, Place},
+    config,
+    daemon::Daemon,
+    process::Place,
     run::Run,
 };
 
@@ -25,9 +24,17 @@ use crate::{
 pub const ADMIN_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 15000);
 /// How long `start_proxy` waits for `/ready`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Lines of each node proxy log printed when a test panics.
 pub const LOG_TAIL_LINES: usize = 60;
+
+/// Where a node proxy gets enrollment decisions from.
+#[derive(Clone, Debug)]
+pub enum ProxySource {
+    /// Standalone: the run's namespaces file.
+    NamespacesFile(PathBuf),
+    /// The run's control plane, at this gRPC URL.
+    ControlPlane(String),
+}
 
 pub struct Node {
     pub(crate) index: usize,
@@ -40,8 +47,9 @@ pub struct Node {
     pub(crate) dir: PathBuf,
     /// `<cgroup root>/<node>`.
     pub(crate) cgroup: PathBuf,
-    pub(crate) namespaces_file: PathBuf,
-    pub(crate) proxy: Mutex<Option<ChildGuard>>,
+    /// Where the node proxy gets enrollment decisions.
+    pub(crate) source: ProxySource,
+    pub(crate) proxy: Daemon,
     /// Pods created on this node so far (the next pod's index).
     pub(crate) pods_created: Mutex<usize>,
 }
@@ -110,13 +118,9 @@ impl Node {
         PodApiClient::new(self.api_socket()).with_timeout(Duration::from_secs(20))
     }
 
-    fn proxy_slot(&self) -> MutexGuard<'_, Option<ChildGuard>> {
-        self.proxy.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The node proxy's PID while it runs.
     pub fn proxy_pid(&self) -> Option<u32> {
-        self.proxy_slot().as_ref().filter(|g| g.is_running()).map(ChildGuard::pid)
+        self.proxy.pid()
     }
 
     pub fn proxy_running(&self) -> bool {
@@ -131,30 +135,17 @@ impl Node {
 
     /// Starts the node proxy without waiting for it to be ready (see [`Node::wait_ready`]).
     pub fn spawn_proxy(&self) -> anyhow::Result<()> {
-        let mut slot = self.proxy_slot();
-        if let Some(running) = slot.as_ref().filter(|g| g.is_running()) {
-            bail!("{}: the node proxy is already running (pid {})", self.name, running.pid());
-        }
         let binary = config::node_proxy()?;
         for dir in [self.state_dir(), self.bpffs()] {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         self.run.add_mount(&self.bpffs())?;
-        let mut log =
-            OpenOptions::new().create(true).append(true).open(self.log_path()).context("opening the node proxy log")?;
-        writeln!(log, "===== ambit harness: starting {} for {} =====", binary.display(), self.name)?;
-        let mut cmd = Command::new(&binary);
-        // The log is a file: no colour codes.
-        cmd.args(self.proxy_args()).env("NO_COLOR", "1").stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
-        let proxy_cgroup = self.proxy_cgroup();
-        let spawned = self.run.spawn_in(cmd, Place { netns: &self.netns, cgroup: &proxy_cgroup })?;
-        *slot = Some(spawned.guard);
-        Ok(())
+        self.proxy.spawn(&binary, &self.proxy_args())
     }
 
     fn proxy_args(&self) -> Vec<String> {
         let path = |p: &Path| p.display().to_string();
-        vec![
+        let mut args = vec![
             "--node-name".into(),
             self.name.clone(),
             "--cgroup-root".into(),
@@ -167,84 +158,46 @@ impl Node {
             path(&self.api_socket()),
             "--admin-addr".into(),
             ADMIN_ADDR.to_string(),
-            "--namespaces-file".into(),
-            path(&self.namespaces_file),
-        ]
+        ];
+        match &self.source {
+            ProxySource::NamespacesFile(file) => args.extend(["--namespaces-file".into(), path(file)]),
+            ProxySource::ControlPlane(endpoint) => args.extend(["--control-plane".into(), endpoint.clone()]),
+        }
+        args
     }
 
     /// Polls `/ready` until it answers 200; fails early if the node proxy exits.
     pub fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        let mut last;
-        loop {
-            if let Some(status) = self.proxy_exit_status() {
-                bail!(
-                    "{}: the node proxy exited with {status} before it was ready\n{}",
-                    self.name,
-                    self.log_tail_block(40)
-                );
-            }
-            match http::get(&self.netns, ADMIN_ADDR, "/ready", Duration::from_secs(1)) {
-                Ok((200, _)) => return Ok(()),
-                Ok((status, body)) => last = format!("{status}: {}", String::from_utf8_lossy(&body).trim()),
-                Err(e) => last = e.to_string(),
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "{}: the node proxy was not ready after {timeout:?} (last /ready: {last})\n{}",
-                    self.name,
-                    self.log_tail_block(40)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn proxy_exit_status(&self) -> Option<ExitStatus> {
-        self.proxy_slot().as_ref().and_then(|g| g.try_wait().ok().flatten())
+        self.proxy.wait_ready(timeout)
     }
 
     /// SIGKILLs the node proxy and reaps it; its exit status, or None if none was started.
     pub fn kill_proxy(&self) -> Option<ExitStatus> {
-        self.proxy_slot().take().and_then(|g| g.kill())
+        self.proxy.kill()
     }
 
     /// The whole node proxy log (every start of it on this node).
     pub fn proxy_log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        self.proxy.log()
     }
 
     /// The last `lines` lines of the node proxy log.
     pub fn proxy_log_tail(&self, lines: usize) -> String {
-        let log = self.proxy_log();
-        let all: Vec<&str> = log.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        self.proxy.log_tail(lines)
     }
 
     pub(crate) fn log_tail_block(&self, lines: usize) -> String {
-        format!(
-            "----- {} node-proxy log, last {lines} lines ({}) -----\n{}\n----- end of {} log -----",
-            self.name,
-            self.log_path().display(),
-            self.proxy_log_tail(lines),
-            self.name
-        )
+        self.proxy.log_tail_block(lines)
     }
 
     /// `GET path` on the admin API; the status and raw body.
     pub fn admin_get_raw(&self, path: &str) -> anyhow::Result<(u16, String)> {
-        let (status, body) = http::get(&self.netns, ADMIN_ADDR, path, ADMIN_TIMEOUT)
-            .with_context(|| format!("{}: GET {path} on the node proxy admin API {ADMIN_ADDR}", self.name))?;
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        self.proxy.admin_get_raw(path)
     }
 
     /// `GET path` on the admin API as JSON; a non-2xx status is an error carrying the body.
     pub fn admin_get(&self, path: &str) -> anyhow::Result<Value> {
-        let (status, body) = self.admin_get_raw(path)?;
-        if !(200..300).contains(&status) {
-            bail!("{}: GET {path} on the admin API answered {status}: {}", self.name, body.trim());
-        }
-        serde_json::from_str(&body).with_context(|| format!("{}: GET {path}: the body is not JSON: {body}", self.name))
+        self.proxy.admin_get(path)
     }
 
     fn place(&self) -> (PathBuf, &Netns) {

@@ -48,6 +48,12 @@ pub fn create_fabric(run: &Run) -> anyhow::Result<(String, Netns)> {
     Ok((name, netns))
 }
 
+/// Gives the fabric's bridge an address (for a process in the fabric namespace, such as the
+/// control plane, that nodes reach over their uplinks).
+pub fn add_fabric_address(fabric: &str, ip: Ipv4Addr) -> anyhow::Result<()> {
+    ip_in(fabric, &["addr", "add", &format!("{ip}/24"), "dev", BRIDGE])
+}
+
 /// Node `index`'s namespace, wired to the fabric; returns (name, handle).
 pub fn create_node(run: &Run, fabric: &str, index: usize, node_name: &str) -> anyhow::Result<(String, Netns)> {
     let netns = run.create_netns(node_name)?;

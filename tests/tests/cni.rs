@@ -166,7 +166,7 @@ fn an_invalid_namespace_file_keeps_the_last_good_enrollment() {
     .unwrap();
     let error = wait_for(Duration::from_secs(5), "the namespace file to be rejected", || {
         let dump = node.admin_get("/config_dump")?;
-        Ok(dump["namespaces"]["error"].as_str().map(str::to_owned))
+        Ok(dump["clusterSource"]["file"]["error"].as_str().map(str::to_owned))
     });
     assert!(error.contains("lables") && error.contains("namespaces.yaml"), "{error}");
 
@@ -182,6 +182,6 @@ fn an_invalid_namespace_file_keeps_the_last_good_enrollment() {
 
     cluster.set_namespace_labels(MESH, &[AMBIENT]).unwrap();
     wait_for(Duration::from_secs(5), "the error to clear", || {
-        Ok(node.admin_get("/config_dump")?["namespaces"].get("error").is_none().then_some(()))
+        Ok(node.admin_get("/config_dump")?["clusterSource"]["file"].get("error").is_none().then_some(()))
     });
 }

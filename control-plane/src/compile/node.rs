@@ -1,9 +1,41 @@
 //! Node proxy resources: namespaces, workloads, services, L4 authorization.
+//!
+//! One module per resource, each a pure function of the [`Index`] built once per snapshot:
+//!
+//! - [`workload`]: a `Workload` per pod that has an IP, is not `hostNetwork` (such pods share
+//!   the node's network namespace and are never captured) and has not finished (`Succeeded` or
+//!   `Failed` pods keep an IP that Kubernetes may already have handed to a new pod; Istio skips
+//!   them too). Capture, waypoint, canonical names, applicable policies and effective mTLS
+//!   are all resolved here, so a node proxy never evaluates labels or selectors.
+//! - [`service`]: a `Service` per Kubernetes Service, endpoints from its EndpointSlices;
+//!   [`service_entry`]: a `Service` per ServiceEntry host.
+//! - [`authorization`]: the L4 form of every AuthorizationPolicy a node proxy enforces;
+//!   [`mtls`]: PeerAuthentication precedence; [`waypoint`]: `istio.io/use-waypoint` bindings.
+//!
+//! The rules are Istio ambient's, as istiod computes them for ztunnel
+//! (`pilot/pkg/serviceregistry/kube/controller/ambient/`); each module says where it had to
+//! choose. Output is deterministic: `shared` is namespaces, then workloads, then services
+//! (the order of `ResourceType`), each sorted by resource name.
 
-use std::collections::BTreeMap;
+mod authorization;
+mod index;
+mod mtls;
+mod service;
+mod service_entry;
+mod waypoint;
+mod workload;
 
-use ambit_common::{api::v1::Resource, config::Snapshot};
+#[cfg(test)]
+mod tests;
 
+use std::{collections::BTreeMap, net::IpAddr};
+
+use ambit_common::{
+    api::v1::{self as api, Resource, resource::Kind},
+    config::Snapshot,
+};
+
+use self::index::Index;
 use super::MeshConfig;
 
 pub(super) struct NodeResources {
@@ -11,6 +43,37 @@ pub(super) struct NodeResources {
     pub(super) authorizations: BTreeMap<String, Resource>,
 }
 
-pub(super) fn compile(_snapshot: &Snapshot, _mesh: &MeshConfig) -> NodeResources {
-    NodeResources { shared: Vec::new(), authorizations: BTreeMap::new() }
+pub(super) fn compile(snapshot: &Snapshot, mesh: &MeshConfig) -> NodeResources {
+    let index = Index::new(snapshot, mesh);
+    let mut shared = namespaces(snapshot);
+    shared.extend(sorted(workload::compile(&index)));
+    let mut services = service::compile(&index);
+    services.extend(service_entry::compile(&index));
+    shared.extend(sorted(services));
+    NodeResources { shared, authorizations: authorization::compile(snapshot) }
+}
+
+fn namespaces(snapshot: &Snapshot) -> Vec<Resource> {
+    let namespaces = snapshot.namespaces().map(|ns| {
+        let labels = ns.meta.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        resource(ns.meta.name.clone(), Kind::Namespace(api::Namespace { name: ns.meta.name.clone(), labels }))
+    });
+    sorted(namespaces.collect())
+}
+
+fn resource(name: String, kind: Kind) -> Resource {
+    Resource { name, kind: Some(kind) }
+}
+
+fn sorted(mut resources: Vec<Resource>) -> Vec<Resource> {
+    resources.sort_by(|a, b| a.name.cmp(&b.name));
+    resources
+}
+
+/// An address as the API carries it: 4 bytes for IPv4, 16 for IPv6.
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
 }

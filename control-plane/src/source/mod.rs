@@ -6,6 +6,7 @@
 //! - [`local`]: a directory of YAML files, re-read when a file changes.
 //! - `kube`: Kubernetes watchers (reflectors), a reading after each batch of watch events.
 
+pub mod kube;
 pub mod local;
 
 use ambit_common::config::ParseOutcome;

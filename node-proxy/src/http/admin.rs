@@ -15,16 +15,20 @@ use std::{
     },
 };
 
-use ambit_common::netns::Netns;
-use hyper::{Method, Request, Response, StatusCode, body::Incoming};
+use ambit_common::{
+    http_server::{
+        Body, Incoming, Method, Request, Response, StatusCode, error, json as json_response, query_param, serve_tcp,
+        text,
+    },
+    netns::Netns,
+};
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
-use super::{Body, error, json as json_response, serve_connection, text};
 use crate::{
     capture::{Capture, PruneReport},
+    cluster::ClusterSource,
     config::Config,
-    namespaces::NamespaceSource,
     pods::Pods,
     proxy::ProxyContext,
 };
@@ -33,7 +37,7 @@ pub(crate) struct AdminState {
     pub(crate) config: Config,
     pub(crate) pods: Pods,
     pub(crate) proxy: Arc<ProxyContext>,
-    pub(crate) namespaces: Arc<NamespaceSource>,
+    pub(crate) cluster_source: ClusterSource,
     pub(crate) startup_prune: PruneReport,
     pub(crate) ready: AtomicBool,
 }
@@ -46,22 +50,9 @@ impl AdminState {
 
 pub(crate) async fn serve(addr: SocketAddr, state: Arc<AdminState>) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
-    tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    let state = state.clone();
-                    serve_connection(stream, move |req| {
-                        let state = state.clone();
-                        async move { handle(&state, &req) }
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        }
+    serve_tcp(listener, move |req| {
+        let response = handle(&state, &req);
+        async move { response }
     });
     Ok(())
 }
@@ -76,12 +67,7 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Body> {
         "/config_dump" => json_response(StatusCode::OK, &config_dump(state)),
         "/stats" => json_response(StatusCode::OK, &stats(&state.proxy)),
         "/connections" => {
-            let after = req
-                .uri()
-                .query()
-                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("after=")))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
+            let after = query_param(req, "after").and_then(|v| v.parse().ok()).unwrap_or(0);
             json_response(StatusCode::OK, &state.proxy.records.recent(after))
         }
         "/" => json_response(
@@ -128,7 +114,7 @@ fn config_dump(state: &AdminState) -> Value {
     json!({
         "node": state.config.node_name,
         "config": state.config,
-        "namespaces": state.namespaces.status(),
+        "clusterSource": state.cluster_source.status(),
         "pods": pods,
         "capture": {
             "pins": capture.pins(),

@@ -2,11 +2,12 @@
 
 use std::{io, path::Path, sync::Arc};
 
-use ambit_common::pod_api::PodSpec;
-use hyper::{Method, Request, Response, StatusCode, body::Incoming};
+use ambit_common::{
+    http_server::{Body, Incoming, Method, Request, Response, StatusCode, error, json, read_body, serve_connection},
+    pod_api::PodSpec,
+};
 use tokio::net::UnixListener;
 
-use super::{Body, error, json, read_body, serve_connection};
 use crate::pods::{Pods, UpsertError};
 
 /// Binds the unix socket (replacing a stale one from a previous instance) and serves it.
@@ -21,13 +22,11 @@ pub(crate) fn serve(path: &Path, pods: Pods) -> io::Result<()> {
     }
     let listener = UnixListener::bind(path)?;
     let pods = Arc::new(pods);
+    let handler = Arc::new(move |req| handle(pods.clone(), req));
     tokio::spawn(async move {
         loop {
             match listener.accept().await {
-                Ok((stream, _)) => {
-                    let pods = pods.clone();
-                    serve_connection(stream, move |req| handle(pods.clone(), req));
-                }
+                Ok((stream, _)) => serve_connection(stream, handler.clone()),
                 Err(e) => {
                     tracing::warn!(error = %e, "pod API accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;

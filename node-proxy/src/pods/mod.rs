@@ -1,5 +1,5 @@
 //! The pods on this node and their enrollment. One task owns all of it and applies, in order,
-//! what the CNI reports (pod added/deleted) and what the namespace source says (labels changed),
+//! what the CNI reports (pod added/deleted) and what the cluster source says (labels, control-plane decisions),
 //! so enrollment decisions never race each other. Everyone else reads published snapshots.
 
 mod enrolled;
@@ -8,8 +8,7 @@ mod state_file;
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use ambit_common::{
-    enrollment::{self, Enrollment},
-    namespaces::NamespaceSet,
+    enrollment::Enrollment,
     pod_api::{PodSpec, PodSpecError, PodStatus},
 };
 pub(crate) use enrolled::EnrolledInfo;
@@ -18,7 +17,7 @@ use serde::Serialize;
 pub(crate) use state_file::StateFile;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::{capture::PruneReport, proxy::ProxyContext};
+use crate::{capture::PruneReport, cluster::SharedView, proxy::ProxyContext};
 
 /// How often pods whose enrollment failed are retried.
 const RETRY_INTERVAL: Duration = Duration::from_secs(2);
@@ -90,7 +89,7 @@ struct KnownPod {
 struct PodManager {
     node: String,
     proxy: Arc<ProxyContext>,
-    namespaces: Arc<NamespaceSet>,
+    view: SharedView,
     state: StateFile,
     pods: BTreeMap<String, KnownPod>,
     snapshot: watch::Sender<Arc<Vec<PodView>>>,
@@ -101,19 +100,13 @@ struct PodManager {
 pub(crate) fn start(
     node: String,
     proxy: Arc<ProxyContext>,
-    mut namespaces: watch::Receiver<Arc<NamespaceSet>>,
+    mut cluster: watch::Receiver<SharedView>,
     state: StateFile,
 ) -> Result<(Pods, PruneReport), std::io::Error> {
     let persisted = state.load()?;
     let (snapshot, snapshot_rx) = watch::channel(Arc::new(Vec::new()));
-    let mut manager = PodManager {
-        node,
-        proxy,
-        namespaces: namespaces.borrow_and_update().clone(),
-        state,
-        pods: BTreeMap::new(),
-        snapshot,
-    };
+    let mut manager =
+        PodManager { node, proxy, view: cluster.borrow_and_update().clone(), state, pods: BTreeMap::new(), snapshot };
     for spec in persisted {
         if let Err(e) = manager.check(&spec) {
             tracing::warn!(error = %e, "dropping an invalid persisted pod");
@@ -143,9 +136,9 @@ pub(crate) fn start(
                     Some(Command::Delete(uid, reply)) => { let _ = reply.send(manager.delete(&uid)); }
                     None => return,
                 },
-                changed = namespaces.changed() => {
+                changed = cluster.changed() => {
                     if changed.is_err() { return; }
-                    manager.namespaces = namespaces.borrow_and_update().clone();
+                    manager.view = cluster.borrow_and_update().clone();
                     manager.reconcile_all();
                 }
                 _ = retry.tick() => manager.retry_failed(),
@@ -227,7 +220,7 @@ impl PodManager {
     /// Brings one pod's capture in line with what its labels and namespace say.
     fn reconcile(&mut self, uid: &str) {
         let Some(known) = self.pods.get_mut(uid) else { return };
-        known.enrollment = enrollment::decide(self.namespaces.labels(&known.spec.namespace), &known.spec.labels);
+        known.enrollment = self.view.decide(&known.spec.uid, &known.spec.namespace, &known.spec.labels);
         let want = known.enrollment.is_enrolled();
         // A changed address or namespace means the old capture state is for a different socket.
         let stale =
