@@ -43,7 +43,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(5)))
         .initial_connection_window_size(Some(8 * 1024 * 1024))
         .initial_stream_window_size(Some(8 * 1024 * 1024))
-        .serve_with_incoming_shutdown(DiscoveryService::new(subscriptions.clone()), incoming, shutdown_signal());
+        .serve_with_incoming_shutdown(DiscoveryService::new(subscriptions.clone()), incoming, {
+            let subscriptions = subscriptions.clone();
+            async move {
+                shutdown_signal().await;
+                subscriptions.close_all();
+            }
+        });
     let admin_state = Arc::new(AdminState {
         pipeline,
         subscriptions,

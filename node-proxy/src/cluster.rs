@@ -150,6 +150,7 @@ mod tests {
                 resource("uid-elsewhere", Kind::Workload(workload("n2", true))),
             ],
             removals: vec![],
+            ..Default::default()
         };
         let resources = ResourceSet::default().apply(update).unwrap();
         let view = ClusterView::from_resources(&resources, "n1");

@@ -25,10 +25,22 @@ Commands:
                      ARGS go to `cargo nextest run`, e.g. `cargo xtask test -- e2e_capture`
   lint               setup, then clippy on every target with warnings denied
   demo [-- ARGS]     (root) setup, build, then run the local 2-node demo cluster (ambit-demo)
-  bench [-- ARGS]    (root) setup, install iperf3 and sockperf, release build, then ambit-bench
+  bench [capture|control-plane] [ARGS]
+                     (root) setup, install iperf3 and sockperf, release build, then both benchmarks:
+                     capture (ambit-bench: throughput and latency through the node proxies vs direct)
+                     and control-plane (ambit-cp-bench: compile and push for a synthetic cluster);
+                     naming one runs only it, with ARGS
+  codegen            regenerate the checked-in gRPC code from common/proto
   help               this message
 
 See DEVELOPERS.md for the toolchain details.";
+
+/// Which benchmark `cargo xtask bench` runs (both when none is named).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bench {
+    Capture,
+    ControlPlane,
+}
 
 /// A parsed command line.
 #[derive(Debug, PartialEq, Eq)]
@@ -38,7 +50,8 @@ enum Command {
     Test { nextest_args: Vec<String> },
     Lint,
     Demo { args: Vec<String> },
-    Bench { args: Vec<String> },
+    Bench { only: Option<Bench>, args: Vec<String> },
+    Codegen,
     Help,
 }
 
@@ -60,7 +73,10 @@ fn run(command: Command) -> Result {
         Command::Test { nextest_args } => tasks::test(&nextest_args),
         Command::Lint => tasks::lint(),
         Command::Demo { args } => tasks::demo(&args),
-        Command::Bench { args } => tasks::bench(&args),
+        Command::Bench { only, args } => {
+            tasks::bench(only.is_none_or(|b| b == Bench::Capture), only.is_none_or(|b| b == Bench::ControlPlane), &args)
+        }
+        Command::Codegen => tasks::codegen(),
         Command::Help => {
             println!("{USAGE}");
             Ok(())
@@ -88,7 +104,17 @@ fn parse(args: &[String]) -> Result<Command> {
         "test" => Ok(Command::Test { nextest_args: passthrough() }),
         "lint" => no_args(Command::Lint),
         "demo" => Ok(Command::Demo { args: passthrough() }),
-        "bench" => Ok(Command::Bench { args: passthrough() }),
+        "bench" => {
+            let args = passthrough();
+            let only = match args.first().map(String::as_str) {
+                Some("capture") => Some(Bench::Capture),
+                Some("control-plane") => Some(Bench::ControlPlane),
+                Some(other) => return Err(unexpected(name, other)),
+                None => None,
+            };
+            Ok(Command::Bench { only, args: args.get(1..).unwrap_or_default().to_vec() })
+        }
+        "codegen" => no_args(Command::Codegen),
         "help" | "-h" | "--help" => Ok(Command::Help),
         other => Err(Error::new(format!("unknown command `{other}`\n\n{USAGE}"))),
     }
@@ -128,7 +154,12 @@ mod tests {
         assert_eq!(parse_line("test -- e2e -- --nocapture"), Ok(nocapture));
         assert_eq!(parse_line("test"), Ok(Command::Test { nextest_args: vec![] }));
         assert_eq!(parse_line("demo --nodes 3"), Ok(Command::Demo { args: strings(&["--nodes", "3"]) }));
-        assert_eq!(parse_line("bench -- --quick"), Ok(Command::Bench { args: strings(&["--quick"]) }));
+        assert_eq!(
+            parse_line("bench capture --seconds 2"),
+            Ok(Command::Bench { only: Some(Bench::Capture), args: strings(&["--seconds", "2"]) })
+        );
+        assert_eq!(parse_line("bench"), Ok(Command::Bench { only: None, args: vec![] }));
+        assert!(parse_line("bench --seconds 2").is_err(), "arguments need a named benchmark");
     }
 
     #[test]

@@ -82,17 +82,31 @@ pub(crate) fn demo(args: &[String]) -> Result {
     Cmd::new(binary("debug", "ambit-demo")).args(args).dir(host::workspace_root()).run()
 }
 
-/// Throughput and latency through the mesh against a direct connection, on release builds.
-pub(crate) fn bench(args: &[String]) -> Result {
+/// The benchmarks, on release builds: capture (throughput and latency through the mesh against
+/// a direct connection) and control plane (compile and push for a synthetic cluster).
+pub(crate) fn bench(capture: bool, control_plane: bool, args: &[String]) -> Result {
     require_root("bench")?;
     setup::run()?;
-    setup::ensure(&Step {
-        what: "iperf3 and sockperf",
-        check: || Ok(apt::check_programs(&["iperf3", "sockperf"])),
-        install: || apt::install(&["iperf3", "sockperf"]),
-    })?;
+    if capture {
+        setup::ensure(&Step {
+            what: "iperf3 and sockperf",
+            check: || Ok(apt::check_programs(&["iperf3", "sockperf"])),
+            install: || apt::install(&["iperf3", "sockperf"]),
+        })?;
+    }
     cargo_build(true).run()?;
-    Cmd::new(binary("release", "ambit-bench")).args(args).dir(host::workspace_root()).run()
+    if capture {
+        Cmd::new(binary("release", "ambit-bench")).args(args).dir(host::workspace_root()).run()?;
+    }
+    if control_plane {
+        Cmd::new(binary("release", "ambit-cp-bench")).args(args).dir(host::workspace_root()).run()?;
+    }
+    Ok(())
+}
+
+/// Rewrites `common/src/api/generated/` from the `.proto` files (through the test that checks it).
+pub(crate) fn codegen() -> Result {
+    Cmd::cargo().args(["test", "-p", "ambit-common", "--test", "codegen"]).env("AMBIT_CODEGEN_WRITE", "1").run()
 }
 
 fn cargo_build(release: bool) -> Cmd {

@@ -32,13 +32,21 @@ pub struct Subscriptions {
     state: watch::Receiver<Arc<PushState>>,
     pub registry: Registry,
     metrics: Arc<Metrics>,
+    /// Flipped by [`Subscriptions::close_all`]: every stream ends, so a graceful server shutdown
+    /// does not wait forever for subscriptions that never end on their own.
+    closing: watch::Sender<bool>,
 }
 
 type UpdateStream = ReceiverStream<Result<EncodedUpdate, Status>>;
 
 impl Subscriptions {
     pub fn new(state: watch::Receiver<Arc<PushState>>, metrics: Arc<Metrics>) -> Self {
-        Self { state, registry: Registry::default(), metrics }
+        Self { state, registry: Registry::default(), metrics, closing: watch::channel(false).0 }
+    }
+
+    /// Ends every subscription (proxies reconnect, to this control plane's successor).
+    pub fn close_all(&self) {
+        self.closing.send_replace(true);
     }
 
     async fn subscribe(
@@ -75,6 +83,7 @@ impl Subscriptions {
         updates: mpsc::Sender<Result<EncodedUpdate, Status>>,
     ) {
         let mut state_rx = self.state.clone();
+        let mut closing = self.closing.subscribe();
         let mut sent: Option<View> = None;
         let mut sent_version = 0;
         let mut need_full = true;
@@ -103,7 +112,11 @@ impl Subscriptions {
                 sent_version = state.version;
                 need_full = false;
             }
+            if *closing.borrow_and_update() {
+                break "the control plane is shutting down";
+            }
             tokio::select! {
+                _ = closing.changed() => continue,
                 changed = state_rx.changed() => if changed.is_err() { break "the control plane is shutting down" },
                 message = inbound.message() => match message {
                     Ok(Some(SubscribeRequest { message: Some(Message::Ack(ack)) })) => {

@@ -16,7 +16,7 @@ use ambit_common::{
 use bytes::{Bytes, BytesMut};
 use prost::Message;
 
-use super::view::{SharedDelta, put_upsert};
+use super::view::{SharedDelta, compress_if_large, put_upsert};
 use crate::compile::{Compiled, WaypointKey};
 
 pub type ResourceKey = (ResourceType, String);
@@ -45,7 +45,8 @@ impl EncodedResource {
 #[derive(Debug, Default)]
 pub struct EncodedSet {
     pub resources: BTreeMap<ResourceKey, EncodedResource>,
-    /// Every resource as `Update.upserts` fields, for full updates (built on first use).
+    /// Every resource as `Update.upserts` fields (compressed when large), for full updates
+    /// (built on first use).
     full_block: OnceLock<Bytes>,
 }
 
@@ -66,7 +67,7 @@ impl EncodedSet {
                 for resource in self.resources.values() {
                     put_upsert(&mut block, &resource.bytes);
                 }
-                block.freeze()
+                compress_if_large(block.freeze())
             })
             .clone()
     }

@@ -17,6 +17,10 @@ const VERSION: u32 = 1;
 const FULL: u32 = 2;
 const UPSERTS: u32 = 3;
 const REMOVALS: u32 = 4;
+const COMPRESSED_CHANGES: u32 = 5;
+
+/// Blocks of changes larger than this are sent zlib-compressed (`Update.compressed_changes`).
+const COMPRESS_ABOVE: usize = 64 * 1024;
 
 /// What one subscriber has: a set shared with others, plus its own extras.
 #[derive(Clone, Debug, Default)]
@@ -36,8 +40,24 @@ impl SharedDelta {
     pub fn between(old: &EncodedSet, new: &EncodedSet) -> Self {
         let mut block = BytesMut::new();
         let count = diff_into(&mut block, &old.resources, &new.resources);
-        Self { block: block.freeze(), count }
+        Self { block: compress_if_large(block.freeze()), count }
     }
+}
+
+/// `block` (encoded Update fields) as is when small, else as one compressed-changes field:
+/// compressed once here, sent to every subscriber that needs it.
+pub fn compress_if_large(block: Bytes) -> Bytes {
+    if block.len() <= COMPRESS_ABOVE {
+        return block;
+    }
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::with_capacity(block.len() / 4), flate2::Compression::fast());
+    let compressed = std::io::Write::write_all(&mut encoder, &block).and_then(|()| encoder.finish());
+    let Ok(compressed) = compressed else { return block };
+    let mut field = BytesMut::with_capacity(compressed.len() + 16);
+    encode_key(COMPRESSED_CHANGES, WireType::LengthDelimited, &mut field);
+    encode_varint(compressed.len() as u64, &mut field);
+    field.put_slice(&compressed);
+    field.freeze()
 }
 
 /// An `Update` message, encoded, in chunks (the big shared chunk is never copied to build it).

@@ -19,8 +19,13 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     println!("== Ambit local demo ==\n");
     println!("Starting a 2-node cluster: network namespaces as nodes and pods, a node proxy per node,");
-    println!("eBPF capture programs loaded into this kernel...");
-    let cluster = Cluster::builder().nodes(2).namespace("shop", &[AMBIENT]).namespace("legacy", &[]).build()?;
+    println!("eBPF capture programs loaded into this kernel, and a control plane reading a config directory...");
+    let cluster = Cluster::builder()
+        .nodes(2)
+        .control_plane(true)
+        .namespace("shop", &[AMBIENT])
+        .namespace("legacy", &[])
+        .build()?;
     for node in cluster.nodes() {
         println!(
             "  {}: uplink {}, pods {}, node proxy pid {}",
@@ -30,6 +35,11 @@ fn main() -> anyhow::Result<()> {
             node.proxy_pid().map_or("-".into(), |p| p.to_string())
         );
     }
+    println!(
+        "  control plane pid {}, config in {}",
+        cluster.cp().pid().map_or("-".into(), |p| p.to_string()),
+        cluster.cp().config_dir().display()
+    );
     println!("  namespaces: shop (istio.io/dataplane-mode=ambient), legacy (not enrolled)\n");
 
     let frontend = cluster.add_pod(PodOptions::new("frontend", "shop").node(0))?;
@@ -61,6 +71,24 @@ fn main() -> anyhow::Result<()> {
     demo.show("legacy/batch → shop/cart:8080 again: now captured when it leaves, too", 2, || {
         batch.run_app(&echo_args(&to(&cart)))
     })?;
+
+    println!("A VirtualService with a typo goes into the config directory; the control plane says what is wrong:");
+    cluster.cp().write_config(
+        "shop-cart.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: cart, namespace: shop}\nspec:\n  hosts: [cart]\n  http:\n  - route:\n    - destination: {host: cart}\n      weigth: 100\n",
+    )?;
+    let rejection = wait_rejection(&cluster)?;
+    println!("   {rejection}\n");
+    let subscribers = cluster.cp().admin_get("/subscribers")?;
+    for s in subscribers.as_array().into_iter().flatten() {
+        println!(
+            "   subscribed: {} — config version {} sent, {} acknowledged",
+            s["proxy"]["name"].as_str().unwrap_or("?"),
+            s["sentVersion"],
+            s["ackedVersion"]
+        );
+    }
+    println!();
 
     let stats = cluster.node(0).admin_get("/stats")?;
     println!("eBPF decisions on node-0 (per-CPU counters, summed):");
@@ -141,6 +169,18 @@ fn describe(node: &Node, r: &Value) -> String {
         r["bytesToSource"],
         r["outcome"].as_str().unwrap_or("?"),
     )
+}
+
+fn wait_rejection(cluster: &Cluster) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let rejections = cluster.cp().admin_get("/rejections")?;
+        if let Some(text) = rejections.get(0).and_then(|r| r["text"].as_str()) {
+            return Ok(text.to_owned());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the control plane reported no rejection within 5 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn wait_enrolled(node: &Node, pod: &Pod) -> anyhow::Result<()> {

@@ -1257,6 +1257,11 @@ pub struct Update {
     pub upserts: ::prost::alloc::vec::Vec<Resource>,
     #[prost(message, repeated, tag = "4")]
     pub removals: ::prost::alloc::vec::Vec<ResourceName>,
+    /// More upserts and removals: a zlib stream of encoded Update fields 3 and 4, merged into this
+    /// update before it is applied. The control plane compresses the large part it sends to every
+    /// proxy once, instead of each proxy's copy being sent uncompressed.
+    #[prost(bytes = "vec", tag = "5")]
+    pub compressed_changes: ::prost::alloc::vec::Vec<u8>,
 }
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
