@@ -391,3 +391,46 @@ fn a_control_plane_outage_breaks_no_connection_and_proxies_converge_after_it() {
     let metrics = cluster.cp().admin_get_raw("/metrics").unwrap().1;
     assert!(metrics.contains("ambit_cp_connected_proxies{type=\"node\"} 2"), "{metrics}");
 }
+
+#[test]
+fn the_bookinfo_examples_load_and_reach_the_proxies() {
+    require_root!();
+    let cluster = cp_cluster(1);
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../common/tests/fixtures/bookinfo");
+    for entry in std::fs::read_dir(&fixtures).unwrap() {
+        let path = entry.unwrap().path();
+        let name = format!("bookinfo/{}", path.file_name().unwrap().to_string_lossy());
+        cluster.cp().write_config(&name, &std::fs::read_to_string(&path).unwrap()).unwrap();
+    }
+    let dump = wait_for(Duration::from_secs(10), "the bookinfo reviews VirtualService to load", || {
+        let dump = cluster.cp().admin_get("/config_dump")?;
+        let loaded = dump["objects"].as_array().is_some_and(|objects| {
+            objects.iter().any(|o| o["kind"] == "VirtualService" && o["meta"]["name"] == "reviews")
+        });
+        Ok(loaded.then_some(dump))
+    });
+    assert!(rejections(&cluster).is_empty(), "{:#?}", rejections(&cluster));
+    assert_eq!(dump["status"]["skipped"].as_array().map(Vec::len), Some(0), "{}", dump["status"]["skipped"]);
+    wait_converged(&cluster);
+    // What node-0's proxy receives: bookinfo's services with their endpoints.
+    let node = cluster.cp().admin_get("/config_dump?proxy=node/node-0").unwrap();
+    let services: Vec<&str> = node["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["kind"]["service"]["hostname"].as_str())
+        .collect();
+    assert!(services.contains(&"reviews.bookinfo.svc.cluster.local"), "{services:?}");
+    // And the waypoint its route tables.
+    let gateway = dump["objects"].as_array().unwrap().iter().find(|o| o["kind"] == "Gateway").cloned().unwrap();
+    let path = format!(
+        "/config_dump?proxy=waypoint/{}/{}",
+        gateway["meta"]["namespace"].as_str().unwrap(),
+        gateway["meta"]["name"].as_str().unwrap()
+    );
+    let waypoint = cluster.cp().admin_get(&path).unwrap();
+    assert!(
+        waypoint["resources"].as_array().unwrap().iter().any(|r| r["name"] == "reviews.bookinfo.svc.cluster.local"),
+        "{waypoint}"
+    );
+}
