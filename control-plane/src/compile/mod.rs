@@ -7,6 +7,7 @@
 //!   traffic arrives.
 //! - A waypoint receives the route tables and clusters of the services bound to it.
 
+mod binding;
 mod node;
 mod waypoint;
 
