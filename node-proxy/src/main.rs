@@ -10,6 +10,7 @@ mod http;
 mod namespaces;
 mod netns;
 mod pods;
+mod policy;
 mod proxy;
 mod records;
 
