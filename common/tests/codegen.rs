@@ -13,7 +13,8 @@ const BYTES_AS_TEXT: &[(&str, &str)] = &[
     ("ambit.v1.SourceWorkload.addresses", "ips"),
 ];
 
-const PROTOS: &[&str] = &["ambit/v1/discovery.proto", "ambit/v1/workload.proto", "ambit/v1/route.proto"];
+const PROTOS: &[&str] =
+    &["ambit/v1/discovery.proto", "ambit/v1/workload.proto", "ambit/v1/route.proto", "ambit/v1/ca.proto"];
 
 #[test]
 fn generated_code_is_up_to_date() {

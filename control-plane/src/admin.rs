@@ -8,6 +8,7 @@
 //! | `/subscribers` | connected proxies, the versions sent and acknowledged, NACKs |
 //! | `/config_dump` | the effective config objects (validated model) |
 //! | `/config_dump?proxy=node/<name>` or `?proxy=waypoint/<ns>/<name>` | what that proxy receives |
+//! | `/ca` | the CA: root fingerprint and expiry, trust bundle file, certificates issued, last issuance |
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -20,6 +21,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::{
+    ca::Ca,
     metrics::Metrics,
     pipeline::Pipeline,
     push::{
@@ -34,6 +36,8 @@ pub struct AdminState {
     pub state: watch::Receiver<Arc<PushState>>,
     pub metrics: Arc<Metrics>,
     pub config: serde_json::Value,
+    /// The CA, when this control plane runs one.
+    pub ca: Option<Arc<Ca>>,
 }
 
 pub async fn serve(addr: SocketAddr, admin: Arc<AdminState>) -> std::io::Result<()> {
@@ -55,7 +59,20 @@ fn handle(admin: &AdminState, req: &Request<Incoming>) -> Response<Body> {
                 text(StatusCode::SERVICE_UNAVAILABLE, "waiting for the first complete configuration reading\n")
             }
         }
-        "/metrics" => text(StatusCode::OK, admin.metrics.render(admin.subscriptions.registry.counts())),
+        "/metrics" => {
+            let mut out = admin.metrics.render(admin.subscriptions.registry.counts());
+            if let Some(ca) = &admin.ca {
+                ca.render_metrics(&mut out);
+            }
+            text(StatusCode::OK, out)
+        }
+        "/ca" => match &admin.ca {
+            Some(ca) => json(StatusCode::OK, &ca.status()),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "this control plane runs without a CA (--plaintext-grpc without --ca-dir)".to_owned(),
+            ),
+        },
         "/rejections" => {
             let rejections: Vec<_> = admin
                 .pipeline
@@ -77,7 +94,7 @@ fn handle(admin: &AdminState, req: &Request<Incoming>) -> Response<Body> {
         },
         "/" => json(
             StatusCode::OK,
-            &json!({ "endpoints": ["/ready", "/metrics", "/rejections", "/subscribers", "/config_dump[?proxy=node/<name>|waypoint/<ns>/<name>]"] }),
+            &json!({ "endpoints": ["/ready", "/metrics", "/rejections", "/subscribers", "/ca", "/config_dump[?proxy=node/<name>|waypoint/<ns>/<name>]"] }),
         ),
         other => error(StatusCode::NOT_FOUND, format!("no admin endpoint {other}; GET / lists them")),
     }

@@ -5,17 +5,81 @@ use std::sync::{Arc, atomic::AtomicBool};
 
 use anyhow::Context;
 
+use ambit_common::identity::{SpiffeId, TrustBundle, tls::control_plane_client_config};
+use tokio::sync::watch;
+
 use crate::{
     capture::Capture,
-    cluster::ClusterSource,
+    certs::{CaClient, CertManager},
+    cluster::{ClusterSource, SharedView},
     config::{ClusterSourceConfig, Config},
     control_plane,
     http::{self, admin::AdminState},
+    mesh::Mesh,
     namespaces::NamespaceSource,
     pods::{self, StateFile},
+    proxy::Hbone,
     proxy::ProxyContext,
-    records::Recorder,
 };
+
+type Sources = (ClusterSource, watch::Receiver<SharedView>, watch::Receiver<Arc<Mesh>>, Option<Hbone>);
+
+/// The source of enrollment decisions and mesh configuration; with a TLS control plane, also
+/// what HBONE needs (the CA client, the connection pool).
+fn cluster_source(config: &Config) -> anyhow::Result<Sources> {
+    match &config.cluster_source {
+        ClusterSourceConfig::NamespacesFile { path } => {
+            let (source, updates) = NamespaceSource::start(path, &config.state_dir);
+            let (_, mesh) = watch::channel(Arc::new(Mesh::default()));
+            Ok((ClusterSource::File(source), updates, mesh, None))
+        }
+        ClusterSourceConfig::ControlPlane { endpoint, tls: None } => {
+            tracing::warn!(%endpoint, "control plane over plaintext: no identities, so no HBONE; captured traffic is relayed as plain TCP");
+            let subscription = control_plane::start(endpoint, &config.node_name, &config.state_dir, None);
+            let source = ClusterSource::ControlPlane { status: subscription.status, view: subscription.view.clone() };
+            Ok((source, subscription.view, subscription.mesh, None))
+        }
+        ClusterSourceConfig::ControlPlane { endpoint, tls: Some(tls) } => {
+            let roots = std::fs::read_to_string(&tls.ca_root)
+                .with_context(|| format!("reading the CA roots {} (--ca-root)", tls.ca_root.display()))?;
+            let bundle =
+                TrustBundle::from_pem(&roots).with_context(|| format!("{} (--ca-root)", tls.ca_root.display()))?;
+            let expected: SpiffeId = tls.identity.parse().context("--control-plane-identity")?;
+            let client_tls = control_plane_client_config(&bundle, &expected);
+            let subscription = control_plane::start(
+                endpoint,
+                &config.node_name,
+                &config.state_dir,
+                Some((client_tls.clone(), tls.token_file.clone())),
+            );
+            let grpc = tonic::transport::Endpoint::from_shared(endpoint.clone())
+                .with_context(|| format!("--control-plane {endpoint}"))?
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .tcp_nodelay(true);
+            let certs = CertManager::new(CaClient::new(grpc, client_tls, tls.token_file.clone()), bundle);
+            let settings = ambit_common::hbone::Settings::default();
+            let hbone = Hbone {
+                certs,
+                pool: ambit_common::hbone::client::Pool::new(settings.clone()),
+                trust_domain: tls.trust_domain.clone(),
+                settings,
+            };
+            let source = ClusterSource::ControlPlane { status: subscription.status, view: subscription.view.clone() };
+            Ok((source, subscription.view, subscription.mesh, Some(hbone)))
+        }
+    }
+}
+
+/// Closes live connections that a new configuration's policies deny.
+async fn reauthorize_on_change(proxy: Arc<ProxyContext>, mut mesh: watch::Receiver<Arc<Mesh>>) {
+    while mesh.changed().await.is_ok() {
+        let current = mesh.borrow_and_update().clone();
+        let revoked = proxy.live.reauthorize(&current);
+        if revoked > 0 {
+            tracing::info!(revoked, version = current.version, "closed connections the new policies deny");
+        }
+    }
+}
 
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.state_dir)
@@ -25,17 +89,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(program = link.program, link_id = link.link_id, program_id = link.program_id,
             origin = ?link.origin, "capture program in place");
     }
-    let proxy = Arc::new(ProxyContext { capture, records: Recorder::new(), connect_timeout: config.connect_timeout });
-    let (cluster_source, cluster_updates) = match &config.cluster_source {
-        ClusterSourceConfig::NamespacesFile { path } => {
-            let (source, updates) = NamespaceSource::start(path, &config.state_dir);
-            (ClusterSource::File(source), updates)
-        }
-        ClusterSourceConfig::ControlPlane { endpoint } => {
-            let (status, updates) = control_plane::start(endpoint, &config.node_name, &config.state_dir);
-            (ClusterSource::ControlPlane { status, view: updates.clone() }, updates)
-        }
-    };
+    let (cluster_source, cluster_updates, mesh, hbone) = cluster_source(&config)?;
+    let proxy = Arc::new(ProxyContext::new(capture, config.connect_timeout, mesh.clone(), hbone));
+    tokio::spawn(reauthorize_on_change(proxy.clone(), mesh));
     let (pods, startup_prune) =
         pods::start(config.node_name.clone(), proxy.clone(), cluster_updates, StateFile::new(&config.state_dir))
             .context("restoring persisted pods")?;

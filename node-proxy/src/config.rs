@@ -39,6 +39,24 @@ pub(crate) struct Args {
     /// Exactly one of --control-plane and --namespaces-file.
     #[arg(long, env = "AMBIT_CONTROL_PLANE")]
     control_plane: Option<String>,
+    /// PEM roots that sign the control plane's certificate (and, at first, peers'): required with
+    /// an `https://` --control-plane.
+    #[arg(long, env = "AMBIT_CA_ROOT")]
+    ca_root: Option<PathBuf>,
+    /// A token proving this node's identity to the control plane's CA (in Kubernetes: a projected
+    /// service-account token); re-read for every request.
+    #[arg(long, env = "AMBIT_CA_TOKEN_FILE")]
+    ca_token_file: Option<PathBuf>,
+    /// SPIFFE trust domain of the mesh.
+    #[arg(long, env = "AMBIT_TRUST_DOMAIN", default_value = "cluster.local")]
+    trust_domain: String,
+    /// The SPIFFE identity the control plane must present.
+    #[arg(
+        long,
+        env = "AMBIT_CONTROL_PLANE_IDENTITY",
+        default_value = "spiffe://cluster.local/ns/istio-system/sa/ambit-control-plane"
+    )]
+    control_plane_identity: String,
     /// Standalone mode, without a control plane: a YAML file of Namespace objects whose
     /// `istio.io/dataplane-mode=ambient` label enrolls pods (watched for changes).
     #[arg(long, env = "AMBIT_NAMESPACES_FILE")]
@@ -61,8 +79,23 @@ pub(crate) struct Args {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
 pub(crate) enum ClusterSourceConfig {
-    ControlPlane { endpoint: String },
-    NamespacesFile { path: PathBuf },
+    /// `tls` is set for `https://` endpoints: identities and HBONE come with it.
+    ControlPlane {
+        endpoint: String,
+        tls: Option<ControlPlaneTls>,
+    },
+    NamespacesFile {
+        path: PathBuf,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ControlPlaneTls {
+    pub(crate) ca_root: PathBuf,
+    pub(crate) token_file: PathBuf,
+    pub(crate) identity: String,
+    pub(crate) trust_domain: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -98,8 +131,23 @@ impl Args {
         ambit_common::names::check_dns_subdomain(&self.node_name)
             .map_err(|m| err("node-name", format!("{m} (Kubernetes node names are DNS subdomains)")))?;
         let cluster_source = match (self.control_plane, self.namespaces_file) {
-            (Some(endpoint), None) if endpoint.starts_with("http://") || endpoint.starts_with("https://") => {
-                ClusterSourceConfig::ControlPlane { endpoint }
+            (Some(endpoint), None) if endpoint.starts_with("https://") => {
+                let (Some(ca_root), Some(token_file)) = (self.ca_root, self.ca_token_file) else {
+                    return Err(err("ca-root", "an https:// control plane needs --ca-root and --ca-token-file".into()));
+                };
+                let identity: ambit_common::identity::SpiffeId =
+                    self.control_plane_identity.parse().map_err(|e| err("control-plane-identity", format!("{e}")))?;
+                ambit_common::names::check_dns_subdomain(&self.trust_domain).map_err(|m| err("trust-domain", m))?;
+                let tls = ControlPlaneTls {
+                    ca_root,
+                    token_file,
+                    identity: identity.to_string(),
+                    trust_domain: self.trust_domain,
+                };
+                ClusterSourceConfig::ControlPlane { endpoint, tls: Some(tls) }
+            }
+            (Some(endpoint), None) if endpoint.starts_with("http://") => {
+                ClusterSourceConfig::ControlPlane { endpoint, tls: None }
             }
             (Some(endpoint), None) => {
                 return Err(err(
@@ -190,10 +238,30 @@ mod tests {
         let config = Args::try_parse_from(args).unwrap().into_config().unwrap();
         assert_eq!(
             config.cluster_source,
-            ClusterSourceConfig::ControlPlane { endpoint: "http://10.0.0.1:15010".into() }
+            ClusterSourceConfig::ControlPlane { endpoint: "http://10.0.0.1:15010".into(), tls: None }
         );
         let args = ["node-proxy", "--node-name=n", "--cgroup-root=/c", "--control-plane=10.0.0.1:15010"];
         assert_eq!(Args::try_parse_from(args).unwrap().into_config().unwrap_err().flag, "control-plane");
+    }
+
+    #[test]
+    fn an_https_control_plane_needs_its_roots_and_a_token() {
+        let base = ["node-proxy", "--node-name=n", "--cgroup-root=/c", "--control-plane=https://10.0.0.1:15010"];
+        let parse_with = |extra: &[&str]| {
+            let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+            Args::try_parse_from(args).unwrap().into_config()
+        };
+        let e = parse_with(&[]).unwrap_err();
+        assert_eq!(e.flag, "ca-root");
+        assert!(e.to_string().contains("--ca-token-file"), "{e}");
+        let config = parse_with(&["--ca-root=/r.pem", "--ca-token-file=/t"]).unwrap();
+        let ClusterSourceConfig::ControlPlane { tls: Some(tls), .. } = config.cluster_source else { panic!() };
+        assert_eq!(tls.identity, "spiffe://cluster.local/ns/istio-system/sa/ambit-control-plane");
+        assert_eq!(tls.trust_domain, "cluster.local");
+        let e = parse_with(&["--ca-root=/r.pem", "--ca-token-file=/t", "--control-plane-identity=cp"]).unwrap_err();
+        assert_eq!(e.flag, "control-plane-identity");
+        let e = parse_with(&["--ca-root=/r.pem", "--ca-token-file=/t", "--trust-domain=Bad_Domain"]).unwrap_err();
+        assert_eq!(e.flag, "trust-domain");
     }
 
     #[test]

@@ -3,10 +3,12 @@
 
 mod app;
 mod capture;
+mod certs;
 mod cluster;
 mod config;
 mod control_plane;
 mod http;
+mod mesh;
 mod namespaces;
 mod netns;
 mod pods;
@@ -34,6 +36,8 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(&config.log, config.log_format);
+    // Libraries that build rustls configs without naming a provider (kube's client) find ours.
+    ambit_common::identity::install_default_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -11,6 +11,7 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
+use ambit_common::relay::{RelayEnd, RelayOutcome};
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -37,8 +38,27 @@ pub(crate) enum Outcome {
     NoOriginalDestination,
     /// The destination is one of the proxy's own ports: refused to avoid a loop.
     LoopRefused,
-    /// An HBONE connection arrived; HBONE is not implemented yet, so it was reset.
-    HboneNotImplemented,
+    /// Refused by policy: an AuthorizationPolicy, or PeerAuthentication STRICT for plaintext.
+    Denied,
+    /// The TLS handshake of an HBONE connection failed (certificate, identity, protocol).
+    TlsFailed,
+    /// The destination is a service without ready endpoints.
+    NoEndpoints,
+    /// HBONE needs identities, which only a control plane provides (standalone mode).
+    HboneUnavailable,
+    /// A live connection closed because a new policy denies it.
+    Revoked,
+}
+
+/// How a connection was carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Transport {
+    /// Inside an HBONE tunnel (mutual TLS, HTTP/2 CONNECT).
+    Hbone,
+    /// Plain TCP: to a destination outside the mesh, from a source outside it, or without a
+    /// control plane.
+    Plaintext,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -64,12 +84,26 @@ pub(crate) struct ConnectionRecord {
     pub(crate) bytes_from_source: u64,
     pub(crate) bytes_to_source: u64,
     pub(crate) outcome: Outcome,
+    pub(crate) transport: Transport,
+    /// SPIFFE id of the source workload, when proven (mTLS) or known (our own pod, outbound).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) source_identity: Option<String>,
+    /// SPIFFE id the destination proved (outbound HBONE) or holds (inbound).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) destination_identity: Option<String>,
+    /// Why a plaintext outbound connection was not tunnelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) passthrough_reason: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) error: Option<String>,
 }
 
 /// A connection in progress; [`Recorder::close`] turns it into a record.
 pub(crate) struct OpenConnection {
+    pub(crate) transport: Transport,
+    pub(crate) source_identity: Option<String>,
+    pub(crate) destination_identity: Option<String>,
+    pub(crate) passthrough_reason: Option<&'static str>,
     direction: Direction,
     pod: PodRef,
     source: SocketAddr,
@@ -89,6 +123,21 @@ pub(crate) struct Closing {
 impl Closing {
     pub(crate) fn failed(outcome: Outcome, error: impl ToString) -> Self {
         Self { bytes_from_source: 0, bytes_to_source: 0, outcome, error: Some(error.to_string()) }
+    }
+}
+
+impl From<RelayOutcome> for Closing {
+    fn from(relay: RelayOutcome) -> Self {
+        let outcome = match relay.end {
+            RelayEnd::Completed => Outcome::Completed,
+            RelayEnd::SourceReset => Outcome::SourceReset,
+            RelayEnd::UpstreamReset => Outcome::UpstreamReset,
+            RelayEnd::Cancelled => Outcome::Revoked,
+        };
+        let error = relay.error.map(|e| e.to_string()).filter(|_| outcome != Outcome::Revoked);
+        let error =
+            error.or_else(|| (outcome == Outcome::Revoked).then(|| "a policy now denies this connection".to_owned()));
+        Self { bytes_from_source: relay.bytes_from_source, bytes_to_source: relay.bytes_to_source, outcome, error }
     }
 }
 
@@ -128,7 +177,18 @@ impl Recorder {
         self.opened.fetch_add(1, Ordering::Relaxed);
         let started_at_unix_ms =
             SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        OpenConnection { direction, pod, source, original_destination, started: Instant::now(), started_at_unix_ms }
+        OpenConnection {
+            transport: Transport::Plaintext,
+            source_identity: None,
+            destination_identity: None,
+            passthrough_reason: None,
+            direction,
+            pod,
+            source,
+            original_destination,
+            started: Instant::now(),
+            started_at_unix_ms,
+        }
     }
 
     pub(crate) fn close(&self, conn: OpenConnection, closing: Closing) {
@@ -143,6 +203,10 @@ impl Recorder {
             bytes_from_source: closing.bytes_from_source,
             bytes_to_source: closing.bytes_to_source,
             outcome: closing.outcome,
+            transport: conn.transport,
+            source_identity: conn.source_identity,
+            destination_identity: conn.destination_identity,
+            passthrough_reason: conn.passthrough_reason,
             error: closing.error,
         };
         self.closed.fetch_add(1, Ordering::Relaxed);
@@ -165,6 +229,9 @@ impl Recorder {
             bytes_to_source = record.bytes_to_source,
             duration_ms = record.duration_ms,
             outcome = ?record.outcome,
+            transport = ?record.transport,
+            src_identity = record.source_identity.as_deref().unwrap_or(""),
+            dst_identity = record.destination_identity.as_deref().unwrap_or(""),
             error = record.error.as_deref().unwrap_or(""),
             "connection closed"
         );

@@ -29,6 +29,7 @@ pub struct ClusterBuilder {
     namespaces: Namespaces,
     start_proxies: bool,
     control_plane: bool,
+    cert_lifetime: Option<std::time::Duration>,
 }
 
 impl ClusterBuilder {
@@ -53,6 +54,12 @@ impl ClusterBuilder {
         self
     }
 
+    /// Lifetime of workload certificates the control plane's CA issues (default: its own, 24 h).
+    pub fn cert_lifetime(mut self, lifetime: std::time::Duration) -> Self {
+        self.cert_lifetime = Some(lifetime);
+        self
+    }
+
     /// Whether to start a node proxy on every node (default true).
     pub fn start_proxies(mut self, start: bool) -> Self {
         self.start_proxies = start;
@@ -74,7 +81,7 @@ impl ClusterBuilder {
         let fabric_name = run.netns_name("fabric");
         let control_plane = if self.control_plane {
             topology::add_fabric_address(&fabric_name, crate::control_plane::ADDRESS)?;
-            Some(ControlPlane::new(&run, &fabric)?)
+            Some(ControlPlane::new(&run, &fabric, self.cert_lifetime)?)
         } else {
             None
         };
@@ -84,7 +91,7 @@ impl ClusterBuilder {
         };
         namespaces::write(&namespaces_file, &self.namespaces)?;
         let source = match &control_plane {
-            Some(_) => ProxySource::ControlPlane(ControlPlane::endpoint()),
+            Some(cp) => ProxySource::ControlPlane { endpoint: ControlPlane::endpoint(), ca_root: cp.ca_root() },
             None => ProxySource::NamespacesFile(namespaces_file.clone()),
         };
         let mut nodes = Vec::new();
@@ -101,10 +108,13 @@ impl ClusterBuilder {
             namespaces_file,
             pods: Mutex::new(BTreeSet::new()),
             pods_created: Mutex::new(0),
+            pod_uids: Mutex::new(Vec::new()),
             control_plane,
             _guard: guard,
         };
         if let Some(cp) = &cluster.control_plane {
+            let nodes: Vec<_> = cluster.nodes.iter().map(|n| (n.name().to_owned(), n.ca_token_file())).collect();
+            cp.write_credentials(&nodes)?;
             cp.start()?;
         }
         if self.start_proxies {
@@ -160,6 +170,8 @@ pub struct Cluster {
     /// (namespace, name) of live pods.
     pods: Mutex<BTreeSet<(String, String)>>,
     pods_created: Mutex<usize>,
+    /// Uids of live pods (for control-plane convergence checks).
+    pod_uids: Mutex<Vec<String>>,
     control_plane: Option<ControlPlane>,
     // Last: dropped after the nodes (whose node proxies it would kill anyway).
     _guard: RunGuard,
@@ -178,7 +190,13 @@ fn next(counter: &Mutex<usize>) -> usize {
 
 impl Cluster {
     pub fn builder() -> ClusterBuilder {
-        ClusterBuilder { nodes: 1, namespaces: Namespaces::new(), start_proxies: true, control_plane: false }
+        ClusterBuilder {
+            nodes: 1,
+            namespaces: Namespaces::new(),
+            start_proxies: true,
+            control_plane: false,
+            cert_lifetime: None,
+        }
     }
 
     pub fn run_id(&self) -> &str {
@@ -216,6 +234,35 @@ impl Cluster {
     /// The control plane (panics if the cluster was built without one).
     pub fn cp(&self) -> &ControlPlane {
         self.control_plane.as_ref().expect("this cluster was built without .control_plane(true)")
+    }
+
+    /// Waits (bounded) until the control plane has read every pod the harness created, every node
+    /// proxy holds its current configuration, and every node proxy holds the certificates of its
+    /// enrolled pods. A no-op without a control plane.
+    pub fn wait_converged(&self) -> anyhow::Result<()> {
+        let Some(cp) = &self.control_plane else { return Ok(()) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let uids: Vec<String> = lock(&self.pod_uids).clone();
+        let mut last = String::new();
+        while std::time::Instant::now() < deadline {
+            let ready = converged(cp, &uids, self.nodes.len()).and_then(|ok| {
+                Ok(ok
+                    && self
+                        .nodes
+                        .iter()
+                        .map(certificates_ready)
+                        .collect::<anyhow::Result<Vec<_>>>()?
+                        .into_iter()
+                        .all(|r| r))
+            });
+            match ready {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => last = format!("{e:#}"),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        bail!("the control plane and node proxies did not converge within 15 s {last}\n{}", cp.log_tail_block(30))
     }
 
     /// The file the namespace labels live in: the node proxies' namespaces file, or the control
@@ -317,6 +364,7 @@ impl Cluster {
     fn setup_pod(&self, node: &Node, pod: &Pod) -> anyhow::Result<()> {
         if let Some(cp) = &self.control_plane {
             cp.write_pod(&pod.spec)?;
+            lock(&self.pod_uids).push(pod.spec.uid.clone());
         }
         self.run.create_cgroup(&format!("{}/pods/{}.{}", node.name, pod.namespace(), pod.name()))?;
         topology::wire_pod(&topology::PodLink {
@@ -352,6 +400,7 @@ impl Cluster {
         let local = pod.teardown();
         if let Some(cp) = &self.control_plane {
             cp.remove_pod(&pod.spec)?;
+            lock(&self.pod_uids).retain(|uid| uid != &pod.spec.uid);
         }
         lock(&self.pods).remove(&(pod.namespace().to_owned(), pod.name().to_owned()));
         announced.and(local)
@@ -380,6 +429,39 @@ impl Cluster {
             eprintln!("{}", cp.log_tail_block(LOG_TAIL_LINES));
         }
     }
+}
+
+/// Whether the control plane holds every pod in `uids` and `nodes` subscribers hold its version.
+fn converged(cp: &ControlPlane, uids: &[String], nodes: usize) -> anyhow::Result<bool> {
+    let dump = cp.admin_get("/config_dump")?;
+    let pods: std::collections::BTreeSet<&str> = dump["objects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["kind"] == "Pod")
+        .filter_map(|o| o["uid"].as_str())
+        .collect();
+    if !uids.iter().all(|uid| pods.contains(uid.as_str())) {
+        return Ok(false);
+    }
+    let version = dump["status"]["version"].as_u64().unwrap_or(0);
+    let subscribers = cp.admin_get("/subscribers")?;
+    let acked =
+        subscribers.as_array().into_iter().flatten().filter(|s| s["inSyncVersion"].as_u64() == Some(version)).count();
+    Ok(acked >= nodes)
+}
+
+/// Whether a node proxy holds an issued certificate for each of its enrolled pods.
+fn certificates_ready(node: &Node) -> anyhow::Result<bool> {
+    if !node.proxy_running() {
+        return Ok(true);
+    }
+    let dump = node.admin_get("/config_dump")?;
+    let enrolled = dump["pods"].as_array().into_iter().flatten().filter(|p| p["enrolled"] == true).count() as u64;
+    let certificates = dump["identity"]["certificates"].as_array().cloned().unwrap_or_default();
+    let holders: u64 = certificates.iter().filter_map(|c| c["pods"].as_u64()).sum();
+    let issued = certificates.iter().all(|c| c["notAfterUnix"].is_u64());
+    Ok(holders == enrolled && issued)
 }
 
 impl Drop for Cluster {

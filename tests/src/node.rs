@@ -32,8 +32,8 @@ pub const LOG_TAIL_LINES: usize = 60;
 pub enum ProxySource {
     /// Standalone: the run's namespaces file.
     NamespacesFile(PathBuf),
-    /// The run's control plane, at this gRPC URL.
-    ControlPlane(String),
+    /// The run's control plane, at this gRPC URL (TLS, verified with `ca_root`).
+    ControlPlane { endpoint: String, ca_root: PathBuf },
 }
 
 pub struct Node {
@@ -105,6 +105,11 @@ impl Node {
         self.dir.join("state")
     }
 
+    /// The node's bootstrap token for the CA (control-plane clusters).
+    pub fn ca_token_file(&self) -> PathBuf {
+        self.dir.join("ca-token")
+    }
+
     pub fn api_socket(&self) -> PathBuf {
         self.dir.join("node-proxy.sock")
     }
@@ -161,7 +166,14 @@ impl Node {
         ];
         match &self.source {
             ProxySource::NamespacesFile(file) => args.extend(["--namespaces-file".into(), path(file)]),
-            ProxySource::ControlPlane(endpoint) => args.extend(["--control-plane".into(), endpoint.clone()]),
+            ProxySource::ControlPlane { endpoint, ca_root } => args.extend([
+                "--control-plane".into(),
+                endpoint.clone(),
+                "--ca-root".into(),
+                path(ca_root),
+                "--ca-token-file".into(),
+                path(&self.ca_token_file()),
+            ]),
         }
         args
     }

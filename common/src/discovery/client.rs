@@ -28,6 +28,10 @@ pub struct SubscriberConfig {
     pub keepalive_timeout: Duration,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// TLS towards the control plane (`https://` endpoints); `None` for plaintext.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Sent as `authorization: Bearer <token>` with the subscription (re-read per connection).
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 impl SubscriberConfig {
@@ -40,6 +44,8 @@ impl SubscriberConfig {
             keepalive_timeout: Duration::from_secs(5),
             backoff_base: Duration::from_millis(100),
             backoff_max: Duration::from_secs(15),
+            tls: None,
+            token_file: None,
         }
     }
 }
@@ -103,25 +109,32 @@ async fn session<V>(
 where
     V: Fn(&ResourceSet) -> Result<(), String>,
 {
-    let channel = Endpoint::from_shared(config.endpoint.clone())
+    let endpoint = Endpoint::from_shared(config.endpoint.clone())
         .map_err(|e| format!("invalid control plane address {:?}: {e}", config.endpoint))?
         .connect_timeout(config.connect_timeout)
         .http2_keep_alive_interval(config.keepalive_interval)
         .keep_alive_timeout(config.keepalive_timeout)
         .keep_alive_while_idle(true)
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .map_err(|e| format!("cannot connect to {}: {}", config.endpoint, source_chain(&e)))?;
+        .tcp_nodelay(true);
+    let channel = match &config.tls {
+        Some(tls) => crate::identity::grpc::tls_channel(endpoint, tls.clone()).await.map_err(|e| e.to_string()),
+        None => endpoint.connect().await.map_err(|e| source_chain(&e)),
+    }
+    .map_err(|e| format!("cannot connect to {}: {e}", config.endpoint))?;
     let mut client = DiscoveryClient::new(channel).max_decoding_message_size(MAX_UPDATE_BYTES);
     let (requests, outgoing) = mpsc::channel(4);
     let hello = SubscribeRequest { message: Some(Message::Hello(config.hello.clone())) };
     requests.send(hello).await.map_err(|_| "request stream closed".to_owned())?;
-    let mut updates = client
-        .subscribe(ReceiverStream::new(outgoing))
-        .await
-        .map_err(|e| format!("subscribe refused: {}", e.message()))?
-        .into_inner();
+    let mut request = tonic::Request::new(ReceiverStream::new(outgoing));
+    if let Some(path) = &config.token_file {
+        let token = std::fs::read_to_string(path).map_err(|e| format!("reading the token {}: {e}", path.display()))?;
+        let value = format!("Bearer {}", token.trim())
+            .parse()
+            .map_err(|_| format!("the token in {} is not valid header text", path.display()))?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    let mut updates =
+        client.subscribe(request).await.map_err(|e| format!("subscribe refused: {}", e.message()))?.into_inner();
     status.send_modify(|s| {
         s.connected = true;
         s.since_unix_ms = now_ms();

@@ -86,6 +86,8 @@ impl Subscriptions {
         let mut closing = self.closing.subscribe();
         let mut sent: Option<View> = None;
         let mut sent_version = 0;
+        // The version of the last update actually put on the wire, and the last one acknowledged.
+        let (mut wire_version, mut acked_version) = (0, 0);
         let mut need_full = true;
         // Versions sent and not yet acknowledged, with when they were compiled.
         let mut in_flight: BTreeMap<u64, Instant> = BTreeMap::new();
@@ -107,6 +109,10 @@ impl Subscriptions {
                     }
                     self.record_sent(id, state.version, full, bytes);
                     in_flight.insert(state.version, state.created);
+                    wire_version = state.version;
+                } else if acked_version == wire_version {
+                    // Nothing changed for this proxy and nothing is pending: it is in sync.
+                    self.registry.update(id, |s| s.in_sync_version = state.version);
                 }
                 sent = Some(view);
                 sent_version = state.version;
@@ -122,6 +128,12 @@ impl Subscriptions {
                     Ok(Some(SubscribeRequest { message: Some(Message::Ack(ack)) })) => {
                         if !ack.error.is_empty() {
                             need_full = true;
+                        } else {
+                            acked_version = ack.version;
+                            if ack.version == wire_version {
+                                // What the proxy holds is what `sent_version` compiles to.
+                                self.registry.update(id, |s| s.in_sync_version = sent_version);
+                            }
                         }
                         self.record_ack(id, &scope, ack.version, &ack.error, &mut in_flight);
                     }

@@ -25,6 +25,9 @@ pub struct SubscriberInfo {
     /// Last version sent, and the last one the proxy accepted.
     pub sent_version: u64,
     pub acked_version: u64,
+    /// The newest configuration version the proxy is known to hold the equivalent of: updates
+    /// that change nothing for it are not sent, so this can be ahead of `acked_version`.
+    pub in_sync_version: u64,
     pub updates_sent: u64,
     pub nacks: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -50,6 +53,7 @@ impl Registry {
             connected_at_unix_ms,
             sent_version: 0,
             acked_version: 0,
+            in_sync_version: 0,
             updates_sent: 0,
             nacks: 0,
             last_nack: None,

@@ -115,6 +115,15 @@ fn config_dump(state: &AdminState) -> Value {
         "node": state.config.node_name,
         "config": state.config,
         "clusterSource": state.cluster_source.status(),
+        "identity": match &state.proxy.hbone {
+            Some(hbone) => json!({
+                "trustDomain": hbone.trust_domain,
+                "certificates": hbone.certs.status(),
+                "liveInboundConnections": state.proxy.live.len(),
+            }),
+            None => json!({ "disabled": "no TLS control plane: captured traffic is carried as plain TCP" }),
+        },
+        "meshVersion": state.proxy.mesh.borrow().version,
         "pods": pods,
         "capture": {
             "pins": capture.pins(),

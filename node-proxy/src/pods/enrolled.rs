@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::{
     capture::{CaptureError, LinkState, PodCapture},
     netns::{Netns, listen, netns_cookie},
-    proxy::{ListenerRole, PodContext, ProxyContext, spawn_accept_loop},
+    proxy::{ListenerRole, PodContext, ProxyContext, prefetch_identity, spawn_accept_loop},
     records::PodRef,
 };
 
@@ -86,6 +86,7 @@ impl EnrolledPod {
             pod: PodRef { namespace: spec.namespace.clone(), name: spec.name.clone(), uid: spec.uid.clone() },
             ip,
             netns,
+            identity: std::sync::Mutex::default(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let capture_handles = (
@@ -118,6 +119,7 @@ impl EnrolledPod {
                 let _ = shutdown.send(true);
                 EnrollError::Capture { pod: pod.clone(), source: Box::new(source) }
             })?;
+        tokio::spawn(prefetch_identity(proxy.clone(), context.clone(), shutdown_rx));
         let info = EnrolledInfo { ip, netns_cookie, netns_inode: context.netns.inode(), sk_lookup_link: link };
         tracing::info!(pod = %pod, %ip, netns_cookie, "pod enrolled: its traffic is captured");
         Ok(Self { spec: spec.clone(), info, context, shutdown })
@@ -130,6 +132,9 @@ impl EnrolledPod {
         let outbound = proxy.capture.stop_outbound(self.info.netns_cookie).map_err(capture_err);
         let inbound = proxy.capture.stop_inbound(&self.spec.uid, self.context.ip).map_err(capture_err);
         let _ = self.shutdown.send(true);
+        if let Some(hbone) = &proxy.hbone {
+            self.context.release_identity(hbone);
+        }
         tracing::info!(pod = %pod, "pod unenrolled: new connections bypass the node proxy");
         outbound.and(inbound)
     }

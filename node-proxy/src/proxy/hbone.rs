@@ -1,17 +1,170 @@
-//! Port 15008 of an enrolled pod. HBONE (HTTP/2 CONNECT over mTLS) is not implemented yet: the
-//! listener exists so capture steers 15008 correctly, and every connection is reset and recorded
-//! as such rather than silently accepted.
+//! Port 15008 of an enrolled pod: HBONE. Mutual TLS with the pod's own identity (the client
+//! must present a mesh certificate; its SPIFFE id is the principal policies see), then one
+//! HTTP/2 CONNECT stream per tunnelled connection. Each stream is authorized on its own, then
+//! connected to the app inside the pod.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use ambit_common::{
+    hbone::server::{ConnectRequest, serve},
+    identity::{SpiffeId, WorkloadCert, peer_identity, tls::hbone_server_config},
+    relay::{relay_until, reset_tcp},
+};
+use http::StatusCode;
+use rustls::{server::ClientHello, sign::CertifiedKey};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 
-use super::{PodContext, ProxyContext, relay};
-use crate::records::{Closing, Direction, Outcome};
+use super::{PodContext, ProxyContext, connect, is_proxy_port, outbound::error_chain};
+use crate::{
+    mesh::MeshWorkload,
+    policy::{ConnectionAttrs, Decision},
+    records::{Closing, Direction, Outcome, Transport},
+};
 
-pub(super) async fn handle(ctx: &ProxyContext, pod: &PodContext, client: TcpStream, peer: SocketAddr) {
-    let destination = client.local_addr().unwrap_or(peer);
-    let conn = ctx.records.open(Direction::Inbound, pod.pod.clone(), peer, destination);
-    relay::reset(&client);
-    ctx.records.close(conn, Closing::failed(Outcome::HboneNotImplemented, "HBONE is not implemented yet"));
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Always presents the pod's certificate (each pod has its own 15008 listener).
+#[derive(Debug)]
+struct PodCert(Arc<CertifiedKey>);
+
+impl rustls::server::ResolvesServerCert for PodCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+pub(super) async fn handle(ctx: Arc<ProxyContext>, pod: Arc<PodContext>, tcp: TcpStream, peer: SocketAddr) {
+    let (ctx_ref, pod_ref) = (&*ctx, &*pod);
+    let fail = |outcome, error: String| {
+        reset_tcp(&tcp);
+        let conn =
+            ctx_ref.records.open(Direction::Inbound, pod_ref.pod.clone(), peer, tcp.local_addr().unwrap_or(peer));
+        ctx_ref.records.close(conn, Closing::failed(outcome, error));
+    };
+    let Some(hbone) = &ctx_ref.hbone else {
+        return fail(
+            Outcome::HboneUnavailable,
+            "HBONE needs a control plane (identities); this node proxy runs standalone".into(),
+        );
+    };
+    let mesh = ctx_ref.mesh.borrow().clone();
+    let Some(local) = mesh.workload_by_uid(&pod_ref.pod.uid).cloned() else {
+        return fail(
+            Outcome::TlsFailed,
+            "the control plane has not described this pod yet: no identity to present".into(),
+        );
+    };
+    let Some(identity) = pod_ref.identity(&mesh, hbone) else {
+        return fail(Outcome::TlsFailed, "this pod has no valid identity".into());
+    };
+    let cert: WorkloadCert = match hbone.certs.get(&identity).await {
+        Ok(cert) => cert,
+        Err(e) => return fail(Outcome::TlsFailed, e.to_string()),
+    };
+    let config = hbone_server_config(Arc::new(PodCert(cert.certified_key())), &hbone.certs.bundle());
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return record_refusal(ctx_ref, pod_ref, peer, format!("TLS handshake: {}", error_chain(&e))),
+        Err(_) => {
+            return record_refusal(ctx_ref, pod_ref, peer, format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}"));
+        }
+    };
+    let client = match tls.get_ref().1.peer_certificates().map(peer_identity) {
+        Some(Ok(id)) => id,
+        Some(Err(e)) => return record_refusal(ctx_ref, pod_ref, peer, format!("client certificate: {e}")),
+        None => return record_refusal(ctx_ref, pod_ref, peer, "the client presented no certificate".into()),
+    };
+    let peer_info = Arc::new(Peer { addr: peer, identity: client, local_identity: identity, local });
+    let streams = serve(tls, &hbone.settings, |request| {
+        let (ctx, pod, peer) = (ctx.clone(), pod.clone(), peer_info.clone());
+        async move { stream(&ctx, &pod, request, &peer).await }
+    });
+    if let Err(e) = streams.await {
+        tracing::debug!(%peer, error = %e, "HBONE connection ended with an error");
+    }
+}
+
+fn record_refusal(ctx: &ProxyContext, pod: &PodContext, peer: SocketAddr, error: String) {
+    tracing::warn!(pod = %format_args!("{}/{}", pod.pod.namespace, pod.pod.name), %peer, %error, "HBONE connection refused");
+    let conn = ctx.records.open(
+        Direction::Inbound,
+        pod.pod.clone(),
+        peer,
+        SocketAddr::new(pod.ip.into(), ambit_ebpf_types::HBONE_PORT),
+    );
+    ctx.records.close(conn, Closing::failed(Outcome::TlsFailed, error));
+}
+
+/// Who is on the other end of an HBONE connection, and who we are on it.
+struct Peer {
+    addr: SocketAddr,
+    identity: SpiffeId,
+    local_identity: SpiffeId,
+    local: Arc<MeshWorkload>,
+}
+
+/// One CONNECT stream: check the target, authorize, connect to the app, relay.
+async fn stream(ctx: &ProxyContext, pod: &PodContext, request: ConnectRequest, peer: &Peer) {
+    let target: Option<SocketAddr> = request.authority.parse().ok();
+    let destination = target.unwrap_or_else(|| SocketAddr::new(pod.ip.into(), 0));
+    let mut conn = ctx.records.open(Direction::Inbound, pod.pod.clone(), peer.addr, destination);
+    conn.transport = Transport::Hbone;
+    conn.source_identity = Some(peer.identity.to_string());
+    conn.destination_identity = Some(peer.local_identity.to_string());
+    let refuse = |request: ConnectRequest, status, outcome, error: String| {
+        request.reject(status);
+        Closing::failed(outcome, error)
+    };
+    let closing = match target {
+        None => {
+            let error = format!("CONNECT authority {:?} is not ip:port", request.authority);
+            refuse(request, StatusCode::BAD_REQUEST, Outcome::ConnectFailed, error)
+        }
+        Some(t) if t.ip() != std::net::IpAddr::V4(pod.ip) => refuse(
+            request,
+            StatusCode::BAD_REQUEST,
+            Outcome::ConnectFailed,
+            format!("CONNECT to {t} arrived at pod {} (HBONE targets the pod it arrives at)", pod.ip),
+        ),
+        Some(t) if is_proxy_port(t.port()) => {
+            refuse(request, StatusCode::BAD_REQUEST, Outcome::LoopRefused, "destination is a node-proxy port".into())
+        }
+        Some(target) => authorized_stream(ctx, pod, request, peer, target).await,
+    };
+    ctx.records.close(conn, closing);
+}
+
+async fn authorized_stream(
+    ctx: &ProxyContext,
+    pod: &PodContext,
+    request: ConnectRequest,
+    peer: &Peer,
+    target: SocketAddr,
+) -> Closing {
+    let attrs = ConnectionAttrs::new(peer.addr.ip(), Some(peer.identity.as_str()), target);
+    let mesh = ctx.mesh.borrow().clone();
+    let workload = mesh.workload_by_uid(&pod.pod.uid).map_or(&peer.local.workload, |w| &w.workload);
+    if let Decision::Deny { by } = mesh.policies.authorize(workload, &attrs) {
+        request.reject(StatusCode::FORBIDDEN);
+        return Closing::failed(Outcome::Denied, by);
+    }
+    let (app, _registration) =
+        match connect::to_app(&ctx.capture, &pod.netns, target, peer.addr, ctx.connect_timeout).await {
+            Ok(connected) => connected,
+            Err(e) => {
+                request.reject(StatusCode::SERVICE_UNAVAILABLE);
+                return Closing::failed(Outcome::ConnectFailed, format!("connect {target}: {e}"));
+            }
+        };
+    let tunnel = match request.accept() {
+        Ok(tunnel) => tunnel,
+        Err(e) => return Closing::failed(Outcome::SourceReset, e),
+    };
+    let (_live, revoked) = ctx.live.register(&pod.pod.uid, attrs);
+    relay_until(tunnel, app, async {
+        let _ = revoked.await;
+    })
+    .await
+    .into()
 }

@@ -1,15 +1,17 @@
 //! A plaintext connection to an enrolled pod, steered to the in-pod listener by sk_lookup. The
-//! accepted socket's local address is the original destination. The proxy connects to the app
-//! from inside the pod; capture's getpeername hook shows the app the real client's address.
+//! accepted socket's local address is the original destination. PeerAuthentication decides
+//! whether plaintext is accepted at all (STRICT refuses it), then L4 authorization; the proxy
+//! connects to the app from inside the pod, and capture's getpeername hook shows the app the
+//! real client.
 
-use std::{io, net::SocketAddr};
+use std::net::SocketAddr;
 
+use ambit_common::relay::{relay_until, reset_tcp};
 use tokio::net::TcpStream;
 
-use super::{PodContext, ProxyContext, is_proxy_port, outbound::connect, relay};
+use super::{PodContext, ProxyContext, connect, is_proxy_port};
 use crate::{
-    capture::Capture,
-    netns::tcp_socket,
+    policy::{ConnectionAttrs, plaintext_allowed},
     records::{Closing, Direction, Outcome},
 };
 
@@ -23,42 +25,49 @@ pub(super) async fn handle(ctx: &ProxyContext, pod: &PodContext, client: TcpStre
     };
     let conn = ctx.records.open(Direction::Inbound, pod.pod.clone(), peer, destination);
     if is_proxy_port(destination.port()) {
-        relay::reset(&client);
+        reset_tcp(&client);
         ctx.records.close(conn, Closing::failed(Outcome::LoopRefused, "destination is a node-proxy port"));
         return;
     }
-    let mut registration = None;
-    let connected = async {
-        let socket = tcp_socket(&pod.netns, &destination)?;
-        socket.bind(&SocketAddr::new(destination.ip(), 0).into())?;
-        let local =
-            socket.local_addr()?.as_socket().ok_or_else(|| io::Error::other("in-pod socket has no IP address"))?;
-        ctx.capture.register_inbound_peer(local, peer).map_err(io::Error::other)?;
-        registration = Some(PeerRegistration { capture: &ctx.capture, local });
-        connect(socket, destination, ctx.connect_timeout).await
+    let mesh = ctx.mesh.borrow().clone();
+    let attrs = ConnectionAttrs::new(peer.ip(), None, destination);
+    // Without a control plane there are no policies: everything is admitted. With one, a pod it
+    // has not described yet is refused rather than admitted unchecked.
+    let local = mesh.workload_by_uid(&pod.pod.uid).cloned();
+    if local.is_none() && ctx.hbone.is_some() {
+        reset_tcp(&client);
+        let error = "the control plane has not described this pod yet: its policies are unknown";
+        ctx.records.close(conn, Closing::failed(Outcome::Denied, error));
+        return;
     }
-    .await;
-    match connected {
-        Ok(app) => {
-            let closing = relay::relay(client, app).await;
-            ctx.records.close(conn, closing);
+    if let Some(local) = &local {
+        if !plaintext_allowed(&local.workload, destination.port()) {
+            reset_tcp(&client);
+            let error =
+                format!("PeerAuthentication STRICT: port {} of this workload accepts only mTLS", destination.port());
+            ctx.records.close(conn, Closing::failed(Outcome::Denied, error));
+            return;
+        }
+        let decision = mesh.policies.authorize(&local.workload, &attrs);
+        if let crate::policy::Decision::Deny { by } = decision {
+            reset_tcp(&client);
+            ctx.records.close(conn, Closing::failed(Outcome::Denied, by));
+            return;
+        }
+    }
+    let closing = match connect::to_app(&ctx.capture, &pod.netns, destination, peer, ctx.connect_timeout).await {
+        Ok((app, _registration)) => {
+            let (_live, revoked) = ctx.live.register(&pod.pod.uid, attrs);
+            relay_until(client, app, async {
+                let _ = revoked.await;
+            })
+            .await
+            .into()
         }
         Err(e) => {
-            relay::reset(&client);
-            ctx.records.close(conn, Closing::failed(Outcome::ConnectFailed, format!("connect {destination}: {e}")));
+            reset_tcp(&client);
+            Closing::failed(Outcome::ConnectFailed, format!("connect {destination}: {e}"))
         }
-    }
-    drop(registration);
-}
-
-/// Removes the getpeername mapping when the relay is over, however it ends.
-struct PeerRegistration<'a> {
-    capture: &'a Capture,
-    local: SocketAddr,
-}
-
-impl Drop for PeerRegistration<'_> {
-    fn drop(&mut self) {
-        self.capture.forget_inbound_peer(self.local);
-    }
+    };
+    ctx.records.close(conn, closing);
 }

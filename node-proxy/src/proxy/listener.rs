@@ -39,7 +39,7 @@ pub(crate) fn spawn_accept_loop(
                 match role {
                     ListenerRole::Outbound => outbound::handle(&ctx, &pod, stream, peer).await,
                     ListenerRole::InboundPlaintext => inbound::handle(&ctx, &pod, stream, peer).await,
-                    ListenerRole::Hbone => hbone::handle(&ctx, &pod, stream, peer).await,
+                    ListenerRole::Hbone => hbone::handle(ctx, pod, stream, peer).await,
                 }
             }
         };

@@ -1,30 +1,96 @@
 //! The node proxy's data path for enrolled pods: one accept loop per in-pod listener, one task per
-//! connection. Deciding where a connection goes is separate from carrying it (`relay`).
+//! connection. Deciding where a connection goes (`plan`) is separate from carrying it.
 //!
-//! For now captured connections are carried as plain TCP from inside the pod's own network
-//! namespace; HBONE (mTLS tunnelling between node proxies) replaces the carrying step later.
+//! - outbound (`outbound.rs`): to a workload in the mesh over HBONE (mutual TLS with the source
+//!   pod's identity, HTTP/2 CONNECT, pooled), anything else as plain TCP;
+//! - inbound HBONE (`hbone.rs`, port 15008): TLS with the destination pod's identity, the peer's
+//!   identity read from its certificate, L4 authorization, then to the app;
+//! - inbound plaintext (`inbound.rs`): PeerAuthentication decides whether it is accepted at all,
+//!   then L4 authorization;
+//! - live inbound connections are re-authorized on every policy change (`live.rs`).
 
+mod connect;
 mod hbone;
 mod inbound;
 mod listener;
+pub(crate) mod live;
 mod outbound;
-pub(crate) mod relay;
+pub(crate) mod plan;
 
-use std::{net::Ipv4Addr, sync::Arc, time::Duration};
+use std::{
+    net::Ipv4Addr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
+use ambit_common::{hbone::client::Pool, identity::SpiffeId};
 pub(crate) use listener::{ListenerRole, spawn_accept_loop};
+use tokio::sync::watch;
 
 use crate::{
     capture::Capture,
+    certs::CertManager,
+    mesh::Mesh,
     netns::Netns,
     records::{PodRef, Recorder},
 };
+
+/// A pooled HBONE connection carries streams for one source pod, one pair of identities and one
+/// destination IP: it only ever presents and expects the same certificates, from the same
+/// source address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct PoolKey {
+    pub(crate) source_ip: Ipv4Addr,
+    pub(crate) source: SpiffeId,
+    pub(crate) destination: SpiffeId,
+    pub(crate) destination_ip: std::net::IpAddr,
+}
+
+/// What HBONE needs: identities (from the CA) and the connection pool. Absent in standalone
+/// mode, where captured traffic is carried as plain TCP.
+pub(crate) struct Hbone {
+    pub(crate) certs: Arc<CertManager>,
+    pub(crate) pool: Pool<PoolKey>,
+    pub(crate) trust_domain: String,
+    pub(crate) settings: ambit_common::hbone::Settings,
+}
 
 /// What every connection handler needs, shared by all pods.
 pub(crate) struct ProxyContext {
     pub(crate) capture: Arc<Capture>,
     pub(crate) records: Recorder,
     pub(crate) connect_timeout: Duration,
+    pub(crate) mesh: watch::Receiver<Arc<Mesh>>,
+    pub(crate) hbone: Option<Hbone>,
+    pub(crate) live: live::LiveConnections,
+    next_endpoint: AtomicUsize,
+}
+
+impl ProxyContext {
+    pub(crate) fn new(
+        capture: Arc<Capture>,
+        connect_timeout: Duration,
+        mesh: watch::Receiver<Arc<Mesh>>,
+        hbone: Option<Hbone>,
+    ) -> Self {
+        Self {
+            capture,
+            records: Recorder::new(),
+            connect_timeout,
+            mesh,
+            hbone,
+            live: live::LiveConnections::default(),
+            next_endpoint: AtomicUsize::new(0),
+        }
+    }
+
+    /// Round robin over a service's endpoints.
+    fn pick(&self, endpoints: usize) -> usize {
+        self.next_endpoint.fetch_add(1, Ordering::Relaxed) % endpoints.max(1)
+    }
 }
 
 /// The enrolled pod a listener serves.
@@ -32,6 +98,65 @@ pub(crate) struct PodContext {
     pub(crate) pod: PodRef,
     pub(crate) ip: Ipv4Addr,
     pub(crate) netns: Netns,
+    /// The identity whose certificate this pod holds (known once the control plane knows the pod).
+    pub(crate) identity: Mutex<HeldIdentity>,
+}
+
+/// A pod's hold on its certificate.
+#[derive(Default)]
+pub(crate) struct HeldIdentity {
+    id: Option<SpiffeId>,
+    /// Set when the pod is unenrolled: nothing may take a new hold after that.
+    released: bool,
+}
+
+impl PodContext {
+    /// The pod's SPIFFE identity from the control plane's view of it, holding its certificate
+    /// from the first time it is known until the pod is unenrolled.
+    pub(crate) fn identity(&self, mesh: &Mesh, hbone: &Hbone) -> Option<SpiffeId> {
+        let mut held = self.identity.lock().expect("identity lock");
+        if held.released {
+            return None;
+        }
+        if let Some(id) = held.id.as_ref() {
+            return Some(id.clone());
+        }
+        let workload = &mesh.workload_by_uid(&self.pod.uid)?.workload;
+        let id = SpiffeId::new(&hbone.trust_domain, &workload.namespace, &workload.service_account).ok()?;
+        hbone.certs.retain(&id);
+        held.id = Some(id.clone());
+        Some(id)
+    }
+
+    /// Lets go of the pod's certificate (it is unenrolled).
+    pub(crate) fn release_identity(&self, hbone: &Hbone) {
+        let mut held = self.identity.lock().expect("identity lock");
+        held.released = true;
+        if let Some(id) = held.id.take() {
+            hbone.certs.release(&id);
+        }
+    }
+}
+
+/// Fetches the pod's certificate as soon as the control plane's view names its identity, so the
+/// first connection does not wait for the CA. Ends once the identity is held or the pod leaves.
+pub(crate) async fn prefetch_identity(
+    proxy: Arc<ProxyContext>,
+    pod: Arc<PodContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Some(hbone) = proxy.hbone.as_ref() else { return };
+    let mut mesh = proxy.mesh.clone();
+    loop {
+        let current = mesh.borrow_and_update().clone();
+        if pod.identity(&current, hbone).is_some() || *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            changed = mesh.changed() => if changed.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Ports of the proxy's own in-pod listeners: never a valid original destination (a connection
