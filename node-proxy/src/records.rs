@@ -134,9 +134,8 @@ impl From<RelayOutcome> for Closing {
             RelayEnd::UpstreamReset => Outcome::UpstreamReset,
             RelayEnd::Cancelled => Outcome::Revoked,
         };
+        // A revoked relay's own error is the cancellation; the caller says which policy did it.
         let error = relay.error.map(|e| e.to_string()).filter(|_| outcome != Outcome::Revoked);
-        let error =
-            error.or_else(|| (outcome == Outcome::Revoked).then(|| "a policy now denies this connection".to_owned()));
         Self { bytes_from_source: relay.bytes_from_source, bytes_to_source: relay.bytes_to_source, outcome, error }
     }
 }

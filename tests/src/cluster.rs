@@ -265,6 +265,24 @@ impl Cluster {
         bail!("the control plane and node proxies did not converge within 15 s {last}\n{}", cp.log_tail_block(30))
     }
 
+    /// Writes a config file of Istio resources to the control plane and waits until it holds
+    /// `objects` (`(kind, namespace, name)`) and every node proxy has the result.
+    pub fn apply(&self, file: &str, yaml: &str, objects: &[(&str, &str, &str)]) -> anyhow::Result<()> {
+        let cp = self.cp();
+        cp.write_config(file, yaml)?;
+        cp.wait_objects(objects, true)?;
+        self.wait_converged()
+    }
+
+    /// Removes a config file written with [`Self::apply`] and waits until the control plane
+    /// dropped `objects` and every node proxy has the result.
+    pub fn unapply(&self, file: &str, objects: &[(&str, &str, &str)]) -> anyhow::Result<()> {
+        let cp = self.cp();
+        cp.remove_config(file)?;
+        cp.wait_objects(objects, false)?;
+        self.wait_converged()
+    }
+
     /// The file the namespace labels live in: the node proxies' namespaces file, or the control
     /// plane's `namespaces.yaml`.
     pub fn namespaces_file(&self) -> &Path {

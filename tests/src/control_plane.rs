@@ -137,6 +137,33 @@ impl ControlPlane {
         std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))
     }
 
+    /// Waits (bounded) until the control plane holds (`present`) or no longer holds each object
+    /// `(kind, namespace, name)` in its validated config. A rejected object never appears: the
+    /// error then lists the current rejections.
+    pub fn wait_objects(&self, objects: &[(&str, &str, &str)], present: bool) -> anyhow::Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let dump = self.admin_get("/config_dump")?;
+            let held =
+                |(kind, namespace, name): &(&str, &str, &str)| {
+                    dump["objects"].as_array().into_iter().flatten().any(|o| {
+                        o["kind"] == *kind && o["meta"]["namespace"] == *namespace && o["meta"]["name"] == *name
+                    })
+                };
+            if objects.iter().all(|o| held(o) == present) {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                let rejections = self.admin_get("/rejections").unwrap_or_default();
+                anyhow::bail!(
+                    "the control plane did not {} {objects:?} within 10 s; rejections: {rejections}",
+                    if present { "take up" } else { "drop" }
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+    }
+
     pub(crate) fn write_pod(&self, pod: &PodSpec) -> anyhow::Result<()> {
         self.write_config(&pod_file(pod), &render_pod(pod))
     }

@@ -88,6 +88,7 @@ pub(crate) enum Decision {
 }
 
 impl Decision {
+    #[cfg(test)]
     pub(crate) fn is_allowed(&self) -> bool {
         matches!(self, Self::Allow { .. })
     }

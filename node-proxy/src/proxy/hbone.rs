@@ -8,7 +8,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use ambit_common::{
     hbone::server::{ConnectRequest, serve},
     identity::{SpiffeId, WorkloadCert, peer_identity, tls::hbone_server_config},
-    relay::{relay_until, reset_tcp},
+    relay::reset_tcp,
 };
 use http::StatusCode;
 use rustls::{server::ClientHello, sign::CertifiedKey};
@@ -17,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::{PodContext, ProxyContext, connect, is_proxy_port, outbound::error_chain};
 use crate::{
-    mesh::MeshWorkload,
+    mesh::{Mesh, MeshWorkload},
     policy::{ConnectionAttrs, Decision},
     records::{Closing, Direction, Outcome, Transport},
 };
@@ -65,16 +65,28 @@ pub(super) async fn handle(ctx: Arc<ProxyContext>, pod: Arc<PodContext>, tcp: Tc
     let config = hbone_server_config(Arc::new(PodCert(cert.certified_key())), &hbone.certs.bundle());
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, TlsAcceptor::from(config).accept(tcp)).await {
         Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => return record_refusal(ctx_ref, pod_ref, peer, format!("TLS handshake: {}", error_chain(&e))),
+        Ok(Err(e)) => {
+            let error = format!("TLS handshake: {}", error_chain(&e));
+            return record_refusal(ctx_ref, pod_ref, peer, Outcome::TlsFailed, error);
+        }
         Err(_) => {
-            return record_refusal(ctx_ref, pod_ref, peer, format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}"));
+            let error = format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
+            return record_refusal(ctx_ref, pod_ref, peer, Outcome::TlsFailed, error);
         }
     };
     let client = match tls.get_ref().1.peer_certificates().map(peer_identity) {
         Some(Ok(id)) => id,
-        Some(Err(e)) => return record_refusal(ctx_ref, pod_ref, peer, format!("client certificate: {e}")),
-        None => return record_refusal(ctx_ref, pod_ref, peer, "the client presented no certificate".into()),
+        Some(Err(e)) => {
+            return record_refusal(ctx_ref, pod_ref, peer, Outcome::TlsFailed, format!("client certificate: {e}"));
+        }
+        None => {
+            let error = "the client presented no certificate".to_owned();
+            return record_refusal(ctx_ref, pod_ref, peer, Outcome::TlsFailed, error);
+        }
     };
+    if let Some(error) = impersonation(&mesh, &hbone.trust_domain, peer, &client) {
+        return record_refusal(ctx_ref, pod_ref, peer, Outcome::Denied, error);
+    }
     let peer_info = Arc::new(Peer { addr: peer, identity: client, local_identity: identity, local });
     let streams = serve(tls, &hbone.settings, |request| {
         let (ctx, pod, peer) = (ctx.clone(), pod.clone(), peer_info.clone());
@@ -85,7 +97,25 @@ pub(super) async fn handle(ctx: Arc<ProxyContext>, pod: Arc<PodContext>, tcp: Tc
     }
 }
 
-fn record_refusal(ctx: &ProxyContext, pod: &PodContext, peer: SocketAddr, error: String) {
+/// A mesh workload's address presenting a certificate that is not its own: node proxies only
+/// tunnel from a pod's address with that pod's identity, so this is a stolen or misused
+/// certificate (or a compromised node) and the connection is refused. Sources outside the mesh
+/// (no workload at that address) are judged by their certificate alone.
+fn impersonation(mesh: &Mesh, trust_domain: &str, peer: SocketAddr, client: &SpiffeId) -> Option<String> {
+    let source = &mesh.workload_by_ip(peer.ip())?.workload;
+    let expected = SpiffeId::new(trust_domain, &source.namespace, &source.service_account).ok()?;
+    (expected != *client).then(|| {
+        format!(
+            "the client presented {client} from {}, the address of {}/{} whose identity is {expected}: \
+             a certificate used by another workload is refused",
+            peer.ip(),
+            source.namespace,
+            source.name
+        )
+    })
+}
+
+fn record_refusal(ctx: &ProxyContext, pod: &PodContext, peer: SocketAddr, outcome: Outcome, error: String) {
     tracing::warn!(pod = %format_args!("{}/{}", pod.pod.namespace, pod.pod.name), %peer, %error, "HBONE connection refused");
     let conn = ctx.records.open(
         Direction::Inbound,
@@ -93,7 +123,7 @@ fn record_refusal(ctx: &ProxyContext, pod: &PodContext, peer: SocketAddr, error:
         peer,
         SocketAddr::new(pod.ip.into(), ambit_ebpf_types::HBONE_PORT),
     );
-    ctx.records.close(conn, Closing::failed(Outcome::TlsFailed, error));
+    ctx.records.close(conn, Closing::failed(outcome, error));
 }
 
 /// Who is on the other end of an HBONE connection, and who we are on it.
@@ -161,10 +191,5 @@ async fn authorized_stream(
         Ok(tunnel) => tunnel,
         Err(e) => return Closing::failed(Outcome::SourceReset, e),
     };
-    let (_live, revoked) = ctx.live.register(&pod.pod.uid, attrs);
-    relay_until(tunnel, app, async {
-        let _ = revoked.await;
-    })
-    .await
-    .into()
+    ctx.live.relay(&pod.pod.uid, attrs, tunnel, app).await
 }

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use ambit_common::relay::{relay_until, reset_tcp};
+use ambit_common::relay::reset_tcp;
 use tokio::net::TcpStream;
 
 use super::{PodContext, ProxyContext, connect, is_proxy_port};
@@ -56,14 +56,7 @@ pub(super) async fn handle(ctx: &ProxyContext, pod: &PodContext, client: TcpStre
         }
     }
     let closing = match connect::to_app(&ctx.capture, &pod.netns, destination, peer, ctx.connect_timeout).await {
-        Ok((app, _registration)) => {
-            let (_live, revoked) = ctx.live.register(&pod.pod.uid, attrs);
-            relay_until(client, app, async {
-                let _ = revoked.await;
-            })
-            .await
-            .into()
-        }
+        Ok((app, _registration)) => ctx.live.relay(&pod.pod.uid, attrs, client, app).await,
         Err(e) => {
             reset_tcp(&client);
             Closing::failed(Outcome::ConnectFailed, format!("connect {destination}: {e}"))

@@ -9,8 +9,9 @@ usage:
   ambit-testapp serve --listen <ip:port> [--mode echo|digest] [--reply-bytes M] [--seed S]
   ambit-testapp connect --to <ip:port> [--mode echo|digest] [--send N] [--reply-bytes M]
                         [--timeout-ms T] [--seed S] [--ipv6-mapped]
-                        [--pause-after N --resume-file PATH]
-  ambit-testapp connect-many --to <ip:port> --count N [--timeout-ms T] [--ipv6-mapped]
+                        [--pause-after N --resume-file PATH] [--rate BYTES_PER_SEC]
+  ambit-testapp connect-many --to <ip:port> --count N [--interval-ms T] [--timeout-ms T]
+                             [--ipv6-mapped]
 Output: one JSON event per line on stdout.";
 
 const FLAGS_WITHOUT_VALUE: &[&str] = &["ipv6-mapped"];

@@ -5,6 +5,10 @@ use std::{
     io::{self, Read, Write},
     net::{Shutdown, TcpStream},
     path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -24,6 +28,8 @@ struct Plan {
     seed: u64,
     /// `--pause-after N --resume-file F`: after N bytes, print `paused` and wait for F to exist.
     pause: Option<Pause>,
+    /// `--rate B`: send at most B bytes per second (a long, steady connection).
+    rate: Option<u64>,
     timeout: Duration,
 }
 
@@ -34,8 +40,18 @@ struct Pause {
 }
 
 pub(super) fn run(args: &[String]) -> Result<i32, String> {
-    let allowed =
-        ["to", "mode", "send", "reply-bytes", "timeout-ms", "seed", "ipv6-mapped", "pause-after", "resume-file"];
+    let allowed = [
+        "to",
+        "mode",
+        "send",
+        "reply-bytes",
+        "timeout-ms",
+        "seed",
+        "ipv6-mapped",
+        "pause-after",
+        "resume-file",
+        "rate",
+    ];
     let flags = Flags::parse(args, &allowed)?;
     let target = Dial::from_flags(&flags)?;
     let pause = match (flags.has("pause-after"), flags.path("resume-file")) {
@@ -49,6 +65,11 @@ pub(super) fn run(args: &[String]) -> Result<i32, String> {
         reply_bytes: flags.u64_or("reply-bytes", 0)?,
         seed: flags.seed()?,
         pause,
+        rate: match flags.u64_or("rate", 0)? {
+            0 if flags.has("rate") => return Err("--rate must be at least 1 byte per second".into()),
+            0 => None,
+            rate => Some(rate),
+        },
         timeout: target.timeout,
     };
     let stream = match dial(&target) {
@@ -81,12 +102,22 @@ type SessionError = (&'static str, io::Error);
 /// Sends on a writer thread while this thread reads; returns the `done` event.
 fn session(stream: TcpStream, plan: &Plan) -> Result<Value, SessionError> {
     let writer_stream = stream.try_clone().map_err(|e| ("clone socket", e))?;
-    let send = SendPlan { len: plan.send, seed: plan.seed, pause: plan.pause.clone(), timeout: plan.timeout };
+    let reading_ended = Arc::new(AtomicBool::new(false));
+    let send = SendPlan {
+        len: plan.send,
+        seed: plan.seed,
+        pause: plan.pause.clone(),
+        rate: plan.rate,
+        timeout: plan.timeout,
+        reading_ended: reading_ended.clone(),
+    };
     let writer = std::thread::spawn(move || send_stream(writer_stream, &send));
     let read = match plan.mode {
         Mode::Echo => read_all(&stream).map(|digest| echo_result(&digest)),
         Mode::Digest => read_digest_reply(&stream, plan),
     };
+    // A writer paused mid-stream must not outlive a connection the peer has ended.
+    reading_ended.store(true, Ordering::Release);
     if read.is_err() {
         // Unblock the writer if it is stuck on a dead connection.
         let _ = stream.shutdown(Shutdown::Both);
@@ -113,8 +144,14 @@ struct SendPlan {
     len: u64,
     seed: u64,
     pause: Option<Pause>,
+    rate: Option<u64>,
     timeout: Duration,
+    /// Set once the reader saw EOF or an error: a pause then ends in an error.
+    reading_ended: Arc<AtomicBool>,
 }
+
+/// Writes per pacing step with `--rate`.
+const PACED_CHUNK: usize = 1024;
 
 /// Sends `len` bytes of the stream (pausing if asked), then half-closes. Returns the digest of
 /// what was sent.
@@ -124,9 +161,17 @@ fn send_stream(mut stream: TcpStream, plan: &SendPlan) -> io::Result<Digest> {
     let mut pause = plan.pause.as_ref();
     let mut pending: &[u8] = &[];
     let mut sent = 0u64;
+    let started = Instant::now();
     loop {
+        if let Some(rate) = plan.rate {
+            // Not ahead of `rate`: sleep until the bytes sent so far are due.
+            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
         if let Some(p) = pause.filter(|p| p.at == sent) {
-            wait_for_resume(p, sent, plan.timeout)?;
+            wait_for_resume(p, sent, plan.timeout, &plan.reading_ended)?;
             pause = None;
         }
         if sent == plan.len {
@@ -136,7 +181,8 @@ fn send_stream(mut stream: TcpStream, plan: &SendPlan) -> io::Result<Digest> {
             pending = generator.next_block();
         }
         let limit = pause.map_or(plan.len, |p| p.at.min(plan.len)) - sent;
-        let n = (limit as usize).min(pending.len());
+        let chunk = if plan.rate.is_some() { PACED_CHUNK } else { usize::MAX };
+        let n = (limit as usize).min(pending.len()).min(chunk);
         stream.write_all(&pending[..n])?;
         digest.update(&pending[..n]);
         sent += n as u64;
@@ -147,10 +193,14 @@ fn send_stream(mut stream: TcpStream, plan: &SendPlan) -> io::Result<Digest> {
 }
 
 /// Prints `{"event":"paused","sent":N}` and waits (bounded by the timeout) for the resume file.
-fn wait_for_resume(pause: &Pause, sent: u64, timeout: Duration) -> io::Result<()> {
+/// Fails as soon as the peer ends the connection: a paused connection that was cut is not paused.
+fn wait_for_resume(pause: &Pause, sent: u64, timeout: Duration, reading_ended: &AtomicBool) -> io::Result<()> {
     emit(&json!({"event": "paused", "sent": sent, "resumeFile": pause.resume_file}));
     let deadline = Instant::now() + timeout;
     while !pause.resume_file.exists() {
+        if reading_ended.load(Ordering::Acquire) {
+            return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "the peer ended the connection while paused"));
+        }
         if Instant::now() >= deadline {
             let message = format!("{} did not appear within {timeout:?}", pause.resume_file.display());
             return Err(io::Error::new(io::ErrorKind::TimedOut, message));

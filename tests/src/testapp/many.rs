@@ -1,4 +1,4 @@
-//! `connect-many`: N short sequential connections, each sending a small payload and reading the
+//! `connect-many`: N short sequential connections (`--interval-ms` apart), each sending a small payload and reading the
 //! echo back; one summary event at the end.
 
 use std::{
@@ -15,7 +15,8 @@ use super::{
 };
 
 pub(super) fn run(args: &[String]) -> Result<i32, String> {
-    let flags = Flags::parse(args, &["to", "count", "timeout-ms", "ipv6-mapped"])?;
+    let flags = Flags::parse(args, &["to", "count", "interval-ms", "timeout-ms", "ipv6-mapped"])?;
+    let interval = std::time::Duration::from_millis(flags.u64_or("interval-ms", 0)?);
     let target = Dial::from_flags(&flags)?;
     let count = flags.u64_or("count", 0)?;
     if count == 0 {
@@ -25,6 +26,9 @@ pub(super) fn run(args: &[String]) -> Result<i32, String> {
     let mut errors: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut first_error = None;
     for i in 0..count {
+        if i > 0 {
+            std::thread::sleep(interval);
+        }
         match one(&target, i) {
             Ok(()) => ok += 1,
             Err(e) => {
