@@ -174,12 +174,16 @@ fn parse_tcp(frame: &[u8]) -> Option<Segment> {
     if *ip.get(9)? != 6 || header_len < 20 {
         return None;
     }
-    let src_ip = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    let dst_ip = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let header = ip.get(..header_len)?;
+    let src_ip = Ipv4Addr::new(header[12], header[13], header[14], header[15]);
+    let dst_ip = Ipv4Addr::new(header[16], header[17], header[18], header[19]);
     // With GSO the IP total length can be 0 or stale; trust the frame then.
     let end = if total_len >= header_len && total_len <= ip.len() { total_len } else { ip.len() };
     let tcp = ip.get(header_len..end)?;
     let data_offset = usize::from(tcp.get(12)? >> 4) * 4;
+    if data_offset < 20 {
+        return None;
+    }
     let src = SocketAddrV4::new(src_ip, u16::from_be_bytes([tcp[0], tcp[1]]));
     let dst = SocketAddrV4::new(dst_ip, u16::from_be_bytes([tcp[2], tcp[3]]));
     Some(Segment { src, dst, payload: tcp.get(data_offset..)?.to_vec() })

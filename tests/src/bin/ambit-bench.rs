@@ -1,7 +1,9 @@
-//! `cargo xtask bench`: what capture through the node proxies costs, measured against a direct
-//! connection between the same pods in the same run. Single-stream throughput (iperf3) and 64-byte
-//! ping-pong round-trip latency (sockperf), pod→pod across nodes and on one node. Every run is
-//! bounded in time; nothing leaves the cluster's own network namespaces.
+//! `cargo xtask bench`: what the mesh data path costs — capture, then an HBONE tunnel (mTLS,
+//! HTTP/2 CONNECT) between the node proxies — measured against a direct connection between the
+//! same pods in the same run. Single-stream throughput (iperf3) and 64-byte ping-pong round-trip
+//! latency (sockperf), pod→pod across nodes and on one node. Every run is bounded in time; nothing
+//! leaves the cluster's own network namespaces. The mesh figures count only if the node proxies'
+//! connection records show the traffic went through HBONE.
 //!
 //! `ambit-bench [--seconds N] [--rounds R]`: each measurement runs N seconds (default 5), R times
 //! (default 3) alternating direct and mesh, and the median is reported.
@@ -37,9 +39,13 @@ fn main() -> anyhow::Result<()> {
             format!("{tool} is not installed: `cargo xtask bench` installs it (apt-get install {tool})")
         })?;
     }
-    println!("== Ambit capture benchmark: {}s per measurement, {} rounds, medians ==", options.seconds, options.rounds);
+    println!(
+        "== Ambit data-path benchmark: {}s per measurement, {} rounds, medians ==",
+        options.seconds, options.rounds
+    );
     let cluster = Cluster::builder()
         .nodes(2)
+        .control_plane(true)
         .namespace("direct", &[])
         .namespace("mesh", &[("istio.io/dataplane-mode", "ambient")])
         .build()?;
@@ -53,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         let direct = pods("direct")?;
         let mesh = pods("mesh")?;
         let servers = [&direct.1, &mesh.1].map(start_servers).into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+        cluster.wait_converged()?;
         let (mut direct_samples, mut mesh_samples) = (Vec::new(), Vec::new());
         for round in 1..=options.rounds {
             println!("[{topology}] round {round}/{}", options.rounds);
@@ -60,10 +67,31 @@ fn main() -> anyhow::Result<()> {
             mesh_samples.push(measure(&mesh.0, &mesh.1, options.seconds)?);
         }
         drop(servers);
+        require_hbone(&cluster, &mesh.0, topology)?;
         rows.push((topology, median(&direct_samples), median(&mesh_samples)));
     }
     print_table(&rows);
     cluster.shutdown()?;
+    Ok(())
+}
+
+/// Fails unless every connection the mesh client made was carried by an HBONE tunnel: a figure
+/// for a path that fell back to plaintext would be a lie.
+fn require_hbone(cluster: &Cluster, client: &Pod, topology: &str) -> anyhow::Result<()> {
+    let records = cluster.node(client.node_index()).admin_get("/connections")?;
+    let mine: Vec<&serde_json::Value> = records
+        .as_array()
+        .context("/connections is not an array")?
+        .iter()
+        .filter(|r| r["direction"] == "outbound" && r["pod"]["name"] == client.name())
+        .collect();
+    if mine.is_empty() {
+        bail!("[{topology}] the node proxy recorded no connection from {}: was it captured?", client.name());
+    }
+    if let Some(other) = mine.iter().find(|r| r["transport"] != "hbone") {
+        bail!("[{topology}] a measured connection did not go through HBONE: {other}");
+    }
+    println!("[{topology}] {} measured connections, all through HBONE", mine.len());
     Ok(())
 }
 
@@ -185,7 +213,7 @@ fn print_table(rows: &[(&str, Sample, Sample)]) {
         );
         println!(
             "{:<11} {:<22} {:>8.2} Gb/s {:>9.1} µs {:>9.1} µs",
-            "", "through node proxies", mesh.gbits, mesh.p50_us, mesh.p99_us
+            "", "mesh (HBONE, mTLS)", mesh.gbits, mesh.p50_us, mesh.p99_us
         );
         println!(
             "{:<11} {:<22} {:>10.0} % {:>+9.1} µs {:>+9.1} µs",
