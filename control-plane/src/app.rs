@@ -43,12 +43,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let metrics = Arc::new(Metrics::default());
     let (pipeline, state) = Pipeline::start(config.mesh.clone(), readings_rx, metrics.clone());
-    let subscriptions = Arc::new(Subscriptions::new(state.clone(), metrics.clone()));
-
     let ca = match &config.ca {
         Some(ca_config) => Some(start_ca(ca_config, &config, kube_client.as_ref(), pipeline.clone()).await?),
         None => None,
     };
+    let subscriptions = Subscriptions::new(state.clone(), metrics.clone());
+    let subscriptions = Arc::new(match &ca {
+        Some(ca) if ca.authenticates_callers() => subscriptions.authenticated_by(ca.clone()),
+        _ => {
+            tracing::warn!(
+                "subscribers are not authenticated (no CA, or no way for callers to prove their node): anyone \
+                 who reaches the gRPC port can read the mesh configuration"
+            );
+            subscriptions
+        }
+    });
     let (transport, _rotation) = grpc_transport(&config, ca.as_ref()).await?;
     let router = Router::new(DiscoveryService::new(subscriptions.clone()), ca.clone().map(CaService::new));
     let grpc = grpc::serve(router, transport, {

@@ -107,7 +107,8 @@ impl ControlPlane {
         let metrics = Arc::new(Metrics::default());
         let first = Compiled { version: 1, ..Default::default() };
         let (_config, state) = watch::channel(Arc::new(PushState::new(&first, None)));
-        let discovery = DiscoveryService::new(Arc::new(Subscriptions::new(state, metrics)));
+        let subscriptions = Subscriptions::new(state, metrics).authenticated_by(ca.clone());
+        let discovery = DiscoveryService::new(Arc::new(subscriptions));
         let router = Router::new(discovery, Some(CaService::new(ca.clone())));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -316,26 +317,73 @@ async fn the_root_is_generated_once_and_reused_across_restarts() {
     assert_eq!(TrustBundle::from_pem(&on_disk).unwrap().roots(), second.bundle.roots(), "ca.crt is the bundle");
 }
 
-#[tokio::test]
-async fn discovery_and_the_ca_share_the_tls_port() {
+/// Subscribes to Discovery as `proxy` with `token` (if any); the first update or the refusal.
+async fn subscribe(
+    channel: Channel,
+    proxy: ambit_common::api::v1::hello::Proxy,
+    token: Option<&str>,
+) -> Result<ambit_common::api::v1::Update, Status> {
     use ambit_common::api::v1::{
-        Hello, SubscribeRequest, discovery_client::DiscoveryClient, hello, subscribe_request::Message,
+        Hello, SubscribeRequest, discovery_client::DiscoveryClient, subscribe_request::Message,
     };
-    let dir = TempDir::new("root");
-    let cp = ControlPlane::generated(dir.path(), DAY).await;
-    let config = identity::tls::control_plane_client_config(&cp.bundle, &control_plane_id());
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{}", cp.addr)).unwrap();
-    let channel = identity::grpc::tls_channel(endpoint, config).await.unwrap();
-    let hello = Hello { proxy: Some(hello::Proxy::Node("node-0".into())), proxy_version: "test".into() };
+    let hello = Hello { proxy: Some(proxy), proxy_version: "test".into() };
     let requests =
         tokio_stream::iter([SubscribeRequest { message: Some(Message::Hello(hello)) }]).chain(tokio_stream::pending());
-    let mut updates = DiscoveryClient::new(channel.clone()).subscribe(requests).await.unwrap().into_inner();
-    let update = tokio::time::timeout(Duration::from_secs(10), updates.message()).await.unwrap().unwrap().unwrap();
+    let mut request = tonic::Request::new(requests);
+    if let Some(token) = token {
+        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    let mut updates = DiscoveryClient::new(channel).subscribe(request).await?.into_inner();
+    let update = tokio::time::timeout(Duration::from_secs(10), updates.message()).await.expect("an update in 10 s");
+    Ok(update?.expect("the stream stays open"))
+}
+
+async fn tls_channel(cp: &ControlPlane) -> Channel {
+    let config = identity::tls::control_plane_client_config(&cp.bundle, &control_plane_id());
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{}", cp.addr)).unwrap();
+    identity::grpc::tls_channel(endpoint, config).await.unwrap()
+}
+
+#[tokio::test]
+async fn discovery_and_the_ca_share_the_tls_port() {
+    use ambit_common::api::v1::hello::Proxy;
+    let dir = TempDir::new("root");
+    let cp = ControlPlane::generated(dir.path(), DAY).await;
+    let channel = tls_channel(&cp).await;
+    let update = subscribe(channel.clone(), Proxy::Node("node-0".into()), Some(NODE_0)).await.unwrap();
     assert_eq!(update.version, 1);
     // The same connection reaches the CA.
     let request = SignRequest { csr_pem: String::new(), identity: String::new(), lifetime_seconds: 0 };
     let status = CertificateAuthorityClient::new(channel).sign(request).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "the CA answered: {status:?}");
+}
+
+#[tokio::test]
+async fn a_subscriber_must_prove_the_node_it_names() {
+    use ambit_common::api::v1::{WaypointRef, hello::Proxy};
+    let dir = TempDir::new("root");
+    let cp = ControlPlane::generated(dir.path(), DAY).await;
+    let channel = tls_channel(&cp).await;
+    let node = |name: &str| Proxy::Node(name.into());
+
+    let refused = subscribe(channel.clone(), node("node-0"), None).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert!(refused.message().contains("subscription as node node-0 refused"), "{refused:?}");
+
+    let refused = subscribe(channel.clone(), node("node-0"), Some("not-a-token-anyone-was-given")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+
+    // node-1's genuine token does not make it node-0.
+    let refused = subscribe(channel.clone(), node("node-0"), Some(NODE_1)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("proves node node-1"), "{refused:?}");
+
+    let waypoint = Proxy::Waypoint(WaypointRef { namespace: "shop".into(), name: "waypoint".into() });
+    let refused = subscribe(channel.clone(), waypoint, Some(NODE_0)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    // Refusals leave nothing registered; the genuine subscriber gets its configuration.
+    assert_eq!(subscribe(channel, node("node-1"), Some(NODE_1)).await.unwrap().version, 1);
 }
 
 /// Istio's plug-in layout: a root, an intermediate signing leaves, `cert-chain.pem` = intermediate

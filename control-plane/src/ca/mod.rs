@@ -133,6 +133,18 @@ impl Ca {
         self.lifetime
     }
 
+    /// The node a caller's credential proves (Discovery checks node subscriptions with it).
+    pub async fn authenticate_node(&self, metadata: &MetadataMap) -> Result<authz::AuthenticatedNode, Refusal> {
+        let claim = self.authenticator.authenticate(metadata).await?;
+        Ok(authz::resolve_node(claim, &(self.snapshot)())?)
+    }
+
+    /// Whether callers can prove anything at all (false without `--node-credentials` in local
+    /// mode: then the CA refuses every request and Discovery cannot check subscribers).
+    pub fn authenticates_callers(&self) -> bool {
+        !matches!(self.authenticator, Authenticator::Nobody)
+    }
+
     /// Authenticates the caller, authorizes the identity, signs (see the module docs).
     pub async fn sign(&self, metadata: &MetadataMap, request: &SignRequest) -> Result<SignResponse, Refusal> {
         let claim = self.authenticator.authenticate(metadata).await?;

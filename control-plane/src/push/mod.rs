@@ -20,10 +20,10 @@ use registry::Registry;
 use state::{PushState, Scope};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status, Streaming, metadata::MetadataMap};
 use view::{EncodedUpdate, View, delta_update, full_update};
 
-use crate::metrics::Metrics;
+use crate::{ca::Ca, metrics::Metrics};
 
 /// How long a new stream may take to say who it is.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,13 +35,47 @@ pub struct Subscriptions {
     /// Flipped by [`Subscriptions::close_all`]: every stream ends, so a graceful server shutdown
     /// does not wait forever for subscriptions that never end on their own.
     closing: watch::Sender<bool>,
+    /// When set, a subscriber must prove the node it names with the credential the CA accepts
+    /// (the configuration names every workload and policy in the mesh: not for anyone who asks).
+    authenticator: Option<Arc<Ca>>,
 }
 
 type UpdateStream = ReceiverStream<Result<EncodedUpdate, Status>>;
 
 impl Subscriptions {
     pub fn new(state: watch::Receiver<Arc<PushState>>, metrics: Arc<Metrics>) -> Self {
-        Self { state, registry: Registry::default(), metrics, closing: watch::channel(false).0 }
+        Self { state, registry: Registry::default(), metrics, closing: watch::channel(false).0, authenticator: None }
+    }
+
+    /// Requires subscribers to prove who they are with `ca`'s credentials (node tokens, or
+    /// TokenReview in Kubernetes).
+    pub fn authenticated_by(mut self, ca: Arc<Ca>) -> Self {
+        self.authenticator = Some(ca);
+        self
+    }
+
+    /// Whether `metadata` proves the subscriber is `scope`; the refusal says what to fix.
+    async fn check_subscriber(&self, metadata: &MetadataMap, scope: &Scope) -> Result<(), Status> {
+        let Some(ca) = &self.authenticator else { return Ok(()) };
+        match scope {
+            Scope::Node { name } => {
+                let node = ca.authenticate_node(metadata).await.map_err(|refusal| {
+                    let status = refusal.to_status();
+                    Status::new(status.code(), format!("subscription as node {name} refused: {refusal}"))
+                })?;
+                if node.name() != name {
+                    return Err(Status::permission_denied(format!(
+                        "the credential proves node {node}, but the subscription names node {name}: a node \
+                         proxy subscribes as its own node (check its --node-name and --ca-token-file)"
+                    )));
+                }
+                Ok(())
+            }
+            Scope::Waypoint { namespace, name } => Err(Status::permission_denied(format!(
+                "subscription as waypoint {namespace}/{name} refused: this control plane authenticates \
+                 subscribers and has no credential scheme for waypoints yet"
+            ))),
+        }
     }
 
     /// Ends every subscription (proxies reconnect, to this control plane's successor).
@@ -54,6 +88,7 @@ impl Subscriptions {
         request: Request<Streaming<SubscribeRequest>>,
     ) -> Result<Response<UpdateStream>, Status> {
         let peer = request.remote_addr();
+        let metadata = request.metadata().clone();
         let mut inbound = request.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(SubscribeRequest { message: Some(Message::Hello(hello)) }))) => hello,
@@ -68,6 +103,10 @@ impl Subscriptions {
             }
             _ => return Err(Status::invalid_argument("Hello must name a node or a waypoint (namespace and name)")),
         };
+        if let Err(status) = self.check_subscriber(&metadata, &scope).await {
+            tracing::warn!(proxy = %scope, ?peer, error = status.message(), "subscription refused");
+            return Err(status);
+        }
         let id = self.registry.add(scope.clone(), peer, hello.proxy_version);
         tracing::info!(proxy = %scope, ?peer, "proxy subscribed");
         let (updates, stream) = mpsc::channel(1);

@@ -1,5 +1,7 @@
-//! `cargo xtask demo`: a 2-node local cluster with real eBPF capture, a few pods, and the traffic
-//! between them as the node proxies saw it. Everything it creates is removed when it ends.
+//! `cargo xtask demo`: a 2-node local cluster with real eBPF capture, a control plane that is also
+//! the CA, a few pods, and the traffic between them as the node proxies saw it — tunnelled over
+//! HBONE (mTLS with both pods' SPIFFE identities) inside the mesh, plain outside it, and refused
+//! once an AuthorizationPolicy says so. Everything it creates is removed when it ends.
 //! `--hold` keeps the cluster up until Enter is pressed, to look around.
 
 use std::{
@@ -42,10 +44,10 @@ fn main() -> anyhow::Result<()> {
     );
     println!("  namespaces: shop (istio.io/dataplane-mode=ambient), legacy (not enrolled)\n");
 
-    let frontend = cluster.add_pod(PodOptions::new("frontend", "shop").node(0))?;
-    let catalog = cluster.add_pod(PodOptions::new("catalog", "shop").node(0))?;
-    let cart = cluster.add_pod(PodOptions::new("cart", "shop").node(1))?;
-    let batch = cluster.add_pod(PodOptions::new("batch", "legacy").node(0))?;
+    let frontend = cluster.add_pod(PodOptions::new("frontend", "shop").node(0).service_account("frontend"))?;
+    let catalog = cluster.add_pod(PodOptions::new("catalog", "shop").node(0).service_account("catalog"))?;
+    let cart = cluster.add_pod(PodOptions::new("cart", "shop").node(1).service_account("cart"))?;
+    let batch = cluster.add_pod(PodOptions::new("batch", "legacy").node(0).service_account("batch"))?;
     for pod in [&frontend, &catalog, &cart, &batch] {
         println!("  pod {}/{} on {} at {}", pod.namespace(), pod.name(), pod.node_name(), pod.ip());
     }
@@ -57,7 +59,10 @@ fn main() -> anyhow::Result<()> {
 
     let mut demo = Demo { cluster: &cluster, step: 0, seen: HashMap::new() };
     let to = |pod: &Pod| format!("{}:8080", pod.ip());
-    demo.show("shop/frontend → shop/cart:8080, across nodes", 2, || frontend.run_app(&echo_args(&to(&cart))))?;
+    cluster.wait_converged()?;
+    demo.show("shop/frontend → shop/cart:8080, across nodes: one HBONE tunnel, both identities proven", 2, || {
+        frontend.run_app(&echo_args(&to(&cart)))
+    })?;
     demo.show("shop/frontend → shop/catalog:8080, same node", 2, || frontend.run_app(&echo_args(&to(&catalog))))?;
     demo.show("node-0 itself (like a kubelet probe) → shop/cart:8080", 1, || {
         cluster.node(0).run_app(&echo_args(&to(&cart)))
@@ -68,9 +73,20 @@ fn main() -> anyhow::Result<()> {
     println!("Labelling namespace legacy istio.io/dataplane-mode=ambient; batch is enrolled while running...");
     cluster.set_namespace_labels("legacy", &[AMBIENT])?;
     wait_enrolled(cluster.node(0), &batch)?;
-    demo.show("legacy/batch → shop/cart:8080 again: now captured when it leaves, too", 2, || {
+    cluster.wait_converged()?;
+    demo.show("legacy/batch → shop/cart:8080 again: now tunnelled with batch's own identity", 2, || {
         batch.run_app(&echo_args(&to(&cart)))
     })?;
+
+    println!("An AuthorizationPolicy: only shop's service accounts may reach cart...");
+    let policy = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: cart-shop-only, namespace: shop}\nspec:\n  action: ALLOW\n  rules:\n  - from:\n    - source:\n        namespaces: [shop]\n";
+    cluster.apply("cart-policy.yaml", policy, &[("AuthorizationPolicy", "shop", "cart-shop-only")])?;
+    demo.show("legacy/batch → shop/cart:8080: refused by cart's node proxy", 2, || {
+        let output = batch.run_app_output(&echo_args(&to(&cart)), Duration::from_secs(10))?;
+        anyhow::ensure!(!output.success(), "the policy should have refused batch: {:?}", output.events);
+        Ok(output.events)
+    })?;
+    demo.show("shop/frontend → shop/cart:8080: still allowed", 2, || frontend.run_app(&echo_args(&to(&cart))))?;
 
     println!("A VirtualService with a typo goes into the config directory; the control plane says what is wrong:");
     cluster.cp().write_config(
@@ -135,6 +151,9 @@ impl Demo<'_> {
         if let Some(connected) = events.iter().find(|e| e["event"] == "connected") {
             println!("   the client's getpeername(): {}", connected["peer"].as_str().unwrap_or("?"));
         }
+        if let Some(error) = events.iter().find(|e| e["event"] == "error") {
+            println!("   the client saw: {}", error["message"].as_str().unwrap_or("?"));
+        }
         let deadline = Instant::now() + Duration::from_secs(2);
         let mut lines = Vec::new();
         while lines.len() < expected && Instant::now() < deadline {
@@ -157,18 +176,27 @@ impl Demo<'_> {
 }
 
 fn describe(node: &Node, r: &Value) -> String {
-    format!(
-        "{} proxy: {:<8} pod {}/{:<8} {} → original destination {}  ({} B out, {} B back, {})",
+    let text = |field: &str| r[field].as_str().unwrap_or("?").to_owned();
+    let mut line = format!(
+        "{} proxy: {:<8} pod {}/{:<8} {} → original destination {}  ({} B out, {} B back, {}, {})",
         node.name(),
-        r["direction"].as_str().unwrap_or("?"),
+        text("direction"),
         r["pod"]["namespace"].as_str().unwrap_or("?"),
         r["pod"]["name"].as_str().unwrap_or("?"),
-        r["source"].as_str().unwrap_or("?"),
-        r["originalDestination"].as_str().unwrap_or("?"),
+        text("source"),
+        text("originalDestination"),
         r["bytesFromSource"],
         r["bytesToSource"],
-        r["outcome"].as_str().unwrap_or("?"),
-    )
+        text("transport"),
+        text("outcome"),
+    );
+    if let (Some(from), Some(to)) = (r["sourceIdentity"].as_str(), r["destinationIdentity"].as_str()) {
+        line += &format!("\n      identities: {from} → {to}");
+    }
+    if let Some(error) = r["error"].as_str().filter(|e| !e.is_empty()) {
+        line += &format!("\n      why: {error}");
+    }
+    line
 }
 
 fn wait_rejection(cluster: &Cluster) -> anyhow::Result<String> {
