@@ -10,6 +10,10 @@
 //! | module | job |
 //! |---|---|
 //! | [`route`] | a port's routes compiled once (regexes, matchers), then per request: the first route whose match holds, and the weighted cluster it sends to; the same for TCP routes |
+//! | [`headers`] | request and response header operations (set, append, remove), compiled and applied in Envoy's order |
+//! | [`rewrite`] | path rewrites (prefix and regex, query kept) and the authority rewrite |
+//! | [`cors`] | `corsPolicy`: preflights answered, CORS response headers, unmatched preflights |
+//! | [`redirect`] | the `Location` and status of a redirect route |
 //!
 //! Not built yet (see the waypoint issue): the binary, its data path (HBONE in, HTTP/1.1, HTTP/2
 //! and gRPC, HBONE out through the destination's node proxy), and the modules the request
@@ -17,4 +21,8 @@
 //! balancing, connection pools, outlier detection, L7 authorization and Envoy-style error
 //! responses.
 
+pub mod cors;
+pub mod headers;
+pub mod redirect;
+pub mod rewrite;
 pub mod route;

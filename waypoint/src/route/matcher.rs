@@ -131,14 +131,14 @@ fn percent_decode(text: &str) -> Cow<'_, str> {
 }
 
 /// Istio's StringMatch, compiled: exact and prefix compare bytes, a regex matches the whole value.
-pub(super) enum StringCondition {
+pub(crate) enum StringCondition {
     Exact(String),
     Prefix(String),
     Regex(Pattern),
 }
 
 impl StringCondition {
-    pub(super) fn compile(matcher: &StringMatcher) -> Result<Self, String> {
+    pub(crate) fn compile(matcher: &StringMatcher) -> Result<Self, String> {
         match &matcher.kind {
             Some(Kind::Exact(value)) => Ok(Self::Exact(value.clone())),
             Some(Kind::Prefix(value)) => Ok(Self::Prefix(value.clone())),
@@ -147,7 +147,7 @@ impl StringCondition {
         }
     }
 
-    pub(super) fn holds(&self, value: &str) -> bool {
+    pub(crate) fn holds(&self, value: &str) -> bool {
         match self {
             Self::Exact(expected) => value == expected,
             Self::Prefix(prefix) => value.starts_with(prefix.as_str()),

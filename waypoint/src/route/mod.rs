@@ -22,9 +22,10 @@ use std::net::IpAddr;
 
 use ambit_common::api::v1::{HttpMatch, HttpRoute, PortRoutes, TcpMatch, TcpRoute};
 
+pub(crate) use self::matcher::StringCondition;
 pub use self::{matcher::RequestView, source::Source, weighted::pick_weighted};
 use self::{
-    matcher::{HeaderCondition, StringCondition, UriCondition},
+    matcher::{HeaderCondition, UriCondition},
     source::{SourceCondition, Subnet},
 };
 
