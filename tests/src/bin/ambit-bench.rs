@@ -5,8 +5,11 @@
 //! leaves the cluster's own network namespaces. The mesh figures count only if the node proxies'
 //! connection records show the traffic went through HBONE.
 //!
-//! `ambit-bench [--seconds N] [--rounds R]`: each measurement runs N seconds (default 5), R times
-//! (default 3) alternating direct and mesh, and the median is reported.
+//! `ambit-bench [--seconds N] [--rounds R] [--plain]`: each measurement runs N seconds (default
+//! 5), R times (default 3) alternating direct and mesh, and the median is reported. `--plain`
+//! runs the node proxies standalone (no control plane, so no identities): captured traffic is
+//! relayed as plain TCP, which isolates what capture and the two proxy hops cost from what the
+//! HBONE tunnel adds.
 
 use std::{
     io::Read,
@@ -23,6 +26,14 @@ const SOCKPERF_PORT: u16 = 11111;
 struct Options {
     seconds: u64,
     rounds: usize,
+    /// Standalone node proxies: plain TCP relay instead of HBONE.
+    plain: bool,
+}
+
+impl Options {
+    fn transport(&self) -> &'static str {
+        if self.plain { "plaintext" } else { "hbone" }
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -45,7 +56,7 @@ fn main() -> anyhow::Result<()> {
     );
     let cluster = Cluster::builder()
         .nodes(2)
-        .control_plane(true)
+        .control_plane(!options.plain)
         .namespace("direct", &[])
         .namespace("mesh", &[("istio.io/dataplane-mode", "ambient")])
         .build()?;
@@ -59,7 +70,9 @@ fn main() -> anyhow::Result<()> {
         let direct = pods("direct")?;
         let mesh = pods("mesh")?;
         let servers = [&direct.1, &mesh.1].map(start_servers).into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-        cluster.wait_converged()?;
+        if !options.plain {
+            cluster.wait_converged()?;
+        }
         let (mut direct_samples, mut mesh_samples) = (Vec::new(), Vec::new());
         for round in 1..=options.rounds {
             println!("[{topology}] round {round}/{}", options.rounds);
@@ -67,17 +80,18 @@ fn main() -> anyhow::Result<()> {
             mesh_samples.push(measure(&mesh.0, &mesh.1, options.seconds)?);
         }
         drop(servers);
-        require_hbone(&cluster, &mesh.0, topology)?;
+        require_transport(&cluster, &mesh.0, topology, options.transport())?;
         rows.push((topology, median(&direct_samples), median(&mesh_samples)));
     }
-    print_table(&rows);
+    let mesh_label = if options.plain { "mesh (plain relay)" } else { "mesh (HBONE, mTLS)" };
+    print_table(&rows, mesh_label);
     cluster.shutdown()?;
     Ok(())
 }
 
-/// Fails unless every connection the mesh client made was carried by an HBONE tunnel: a figure
+/// Fails unless every connection the mesh client made was carried as `transport` says: a figure
 /// for a path that fell back to plaintext would be a lie.
-fn require_hbone(cluster: &Cluster, client: &Pod, topology: &str) -> anyhow::Result<()> {
+fn require_transport(cluster: &Cluster, client: &Pod, topology: &str, transport: &str) -> anyhow::Result<()> {
     let records = cluster.node(client.node_index()).admin_get("/connections")?;
     let mine: Vec<&serde_json::Value> = records
         .as_array()
@@ -88,22 +102,23 @@ fn require_hbone(cluster: &Cluster, client: &Pod, topology: &str) -> anyhow::Res
     if mine.is_empty() {
         bail!("[{topology}] the node proxy recorded no connection from {}: was it captured?", client.name());
     }
-    if let Some(other) = mine.iter().find(|r| r["transport"] != "hbone") {
-        bail!("[{topology}] a measured connection did not go through HBONE: {other}");
+    if let Some(other) = mine.iter().find(|r| r["transport"] != transport) {
+        bail!("[{topology}] a measured connection was not carried as {transport}: {other}");
     }
-    println!("[{topology}] {} measured connections, all through HBONE", mine.len());
+    println!("[{topology}] {} measured connections, all carried as {transport}", mine.len());
     Ok(())
 }
 
 fn parse_args() -> anyhow::Result<Options> {
-    let mut options = Options { seconds: 5, rounds: 3 };
+    let mut options = Options { seconds: 5, rounds: 3, plain: false };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--seconds" => options.seconds = value()?.parse().context("--seconds")?,
             "--rounds" => options.rounds = value()?.parse().context("--rounds")?,
-            other => bail!("unknown argument {other}; usage: ambit-bench [--seconds N] [--rounds R]"),
+            "--plain" => options.plain = true,
+            other => bail!("unknown argument {other}; usage: ambit-bench [--seconds N] [--rounds R] [--plain]"),
         }
     }
     if !(1..=60).contains(&options.seconds) || !(1..=20).contains(&options.rounds) {
@@ -203,7 +218,7 @@ fn median(samples: &[Sample]) -> Sample {
     Sample { gbits: pick(|s| s.gbits), p50_us: pick(|s| s.p50_us), p99_us: pick(|s| s.p99_us) }
 }
 
-fn print_table(rows: &[(&str, Sample, Sample)]) {
+fn print_table(rows: &[(&str, Sample, Sample)], mesh_label: &str) {
     println!();
     println!("{:<11} {:<22} {:>12} {:>12} {:>12}", "pods", "path", "throughput", "p50 RTT", "p99 RTT");
     for (topology, direct, mesh) in rows {
@@ -213,7 +228,7 @@ fn print_table(rows: &[(&str, Sample, Sample)]) {
         );
         println!(
             "{:<11} {:<22} {:>8.2} Gb/s {:>9.1} µs {:>9.1} µs",
-            "", "mesh (HBONE, mTLS)", mesh.gbits, mesh.p50_us, mesh.p99_us
+            "", mesh_label, mesh.gbits, mesh.p50_us, mesh.p99_us
         );
         println!(
             "{:<11} {:<22} {:>10.0} % {:>+9.1} µs {:>+9.1} µs",
