@@ -7,7 +7,7 @@ use ambit_common::api::v1::Mirror;
 /// The mirrors a request is copied to: each fires when its own uniform draw in
 /// `[0, 1_000_000)` is below its `per_million` (so 1 000 000 always, 0 never). `draw` is called
 /// once per mirror, in order.
-pub fn mirrors_to_fire<'a>(mirrors: &'a [Mirror], mut draw: impl FnMut() -> u32) -> Vec<&'a Mirror> {
+pub fn mirrors_to_fire(mirrors: &[Mirror], mut draw: impl FnMut() -> u32) -> Vec<&Mirror> {
     mirrors.iter().filter(|m| draw() < m.per_million).collect()
 }
 
