@@ -6,28 +6,35 @@
 //! waypoint executes what it receives and never re-derives Istio semantics.
 //!
 //! What exists today are the decisions of the request pipeline, each a pure module (no IO, no
-//! clock, randomness passed in), compiled once per configuration update and unit-tested:
+//! clock: durations and random draws are arguments), compiled once per configuration update and
+//! unit-tested:
 //!
 //! | module | job |
 //! |---|---|
 //! | [`route`] | a port's routes compiled once (regexes, matchers), then per request: the first route whose match holds, and the weighted cluster it sends to; the same for TCP routes |
 //! | [`headers`] | request and response header operations (set, append, remove), compiled and applied in Envoy's order |
 //! | [`rewrite`] | path rewrites (prefix and regex, query kept) and the authority rewrite |
-//! | [`timeout`] | the request deadline: the route's timeout, or a `grpc-timeout` capped at it |
-//! | [`mirror`] | which mirrors a request is copied to, and their `-shadow` authority |
-//! | [`cors`] | `corsPolicy`: preflights answered, CORS response headers, unmatched preflights |
 //! | [`redirect`] | the `Location` and status of a redirect route |
+//! | [`cors`] | `corsPolicy`: preflights answered, CORS response headers, unmatched preflights |
+//! | [`timeout`] | the request deadline: the route's timeout, or a `grpc-timeout` capped at it |
+//! | [`fault`] | a route's fault: from two draws, the delay and the abort a request gets |
+//! | [`retry`] | a route's retry policy: whether a failed try is retried, and the backoff before it |
+//! | [`mirror`] | which mirrors a request is copied to, and their `-shadow` authority |
+//! | [`outcome`] | every way a request fails, as Envoy answers it: status, body, gRPC trailers-only reply, access-log flags |
 //!
 //! Not built yet (see the waypoint issue): the binary and its data path (HBONE in, HTTP/1.1,
 //! HTTP/2 and gRPC, HBONE out through the destination's node proxy), the request pipeline that
-//! strings these modules together in one function, connection pools and circuit breaking, and
-//! L7 authorization (the control plane does not compile `targetRefs` policies for waypoints
-//! yet).
+//! strings these modules together in one function, load balancing, connection pools and circuit
+//! breaking, outlier detection, and L7 authorization (the control plane does not compile
+//! `targetRefs` policies for waypoints yet).
 
 pub mod cors;
+pub mod fault;
 pub mod headers;
 pub mod mirror;
+pub mod outcome;
 pub mod redirect;
+pub mod retry;
 pub mod rewrite;
 pub mod route;
 pub mod timeout;
