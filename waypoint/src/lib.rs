@@ -20,19 +20,23 @@
 //! | [`fault`] | a route's fault: from two draws, the delay and the abort a request gets |
 //! | [`retry`] | a route's retry policy: whether a failed try is retried, and the backoff before it |
 //! | [`mirror`] | which mirrors a request is copied to, and their `-shadow` authority |
+//! | [`lb`] | a cluster's endpoint for a request: round robin, least request, random, passthrough, or a consistent hash (ring or Maglev) of a header, cookie, query parameter or the source IP; healthy endpoints only, all of them in panic mode |
+//! | [`outlier`] | outlier detection: consecutive 5xx and gateway errors eject an endpoint for a growing time, within `maxEjectionPercent`; which endpoints are ejected, and whether the cluster is in panic |
 //! | [`outcome`] | every way a request fails, as Envoy answers it: status, body, gRPC trailers-only reply, access-log flags |
 //!
 //! Not built yet (see the waypoint issue): the binary and its data path (HBONE in, HTTP/1.1,
 //! HTTP/2 and gRPC, HBONE out through the destination's node proxy), the request pipeline that
-//! strings these modules together in one function, load balancing, connection pools and circuit
-//! breaking, outlier detection, and L7 authorization (the control plane does not compile
-//! `targetRefs` policies for waypoints yet).
+//! strings these modules together in one function, connection pools and circuit breaking, and
+//! L7 authorization (the control plane does not compile `targetRefs` policies for waypoints
+//! yet).
 
 pub mod cors;
 pub mod fault;
 pub mod headers;
+pub mod lb;
 pub mod mirror;
 pub mod outcome;
+pub mod outlier;
 pub mod redirect;
 pub mod retry;
 pub mod rewrite;
