@@ -62,7 +62,7 @@ fn pod_to_pod_traffic_is_tunnelled_with_both_identities() {
     let cluster = mesh_cluster(2);
     let a = cluster.add_pod(PodOptions::new("a", MESH).node(0).service_account("frontend")).unwrap();
     let b = cluster.add_pod(PodOptions::new("b", MESH).node(1).service_account("backend")).unwrap();
-    let _server = serve(&b, PORT);
+    let server = serve(&b, PORT);
     cluster.wait_converged().unwrap();
     echo(&a, &addr(&b, PORT), 1000);
 
@@ -77,6 +77,41 @@ fn pod_to_pod_traffic_is_tunnelled_with_both_identities() {
     assert_eq!(inbound["sourceIdentity"], "spiffe://cluster.local/ns/mesh/sa/frontend");
     assert_eq!(inbound["destinationIdentity"], "spiffe://cluster.local/ns/mesh/sa/backend");
     assert_eq!(inbound["source"].as_str().map(|s| s.starts_with(&format!("{}:", a.ip()))), Some(true), "{inbound}");
+
+    // Two connections at once share one pooled HBONE connection, yet the app sees two clients:
+    // a's IP, each with a port of its own (not the tunnel's one source port twice).
+    let resume = cluster.run_dir().join("resume-concurrent");
+    let resume = resume.to_str().unwrap();
+    let args = [
+        "connect",
+        "--to",
+        &addr(&b, PORT),
+        "--mode",
+        "echo",
+        "--send",
+        "2000",
+        "--pause-after",
+        "1000",
+        "--resume-file",
+        resume,
+        "--timeout-ms",
+        "20000",
+    ];
+    let concurrent = [a.spawn_app(&args).unwrap(), a.spawn_app(&args).unwrap()];
+    for app in &concurrent {
+        wait_for(Duration::from_secs(10), "the connection to pause", || {
+            Ok(app.events().iter().any(|e| e["event"] == "paused").then_some(()))
+        });
+    }
+    std::fs::write(resume, "").unwrap();
+    for app in concurrent {
+        assert!(app.wait(Duration::from_secs(10)).unwrap().success());
+    }
+    let peers: Vec<serde_json::Value> =
+        server.events().iter().filter(|e| e["event"] == "accepted").map(|e| e["getpeername"].clone()).collect();
+    let last_two = &peers[peers.len() - 2..];
+    assert!(last_two.iter().all(|p| ip_of(p) == a.ip().to_string()), "{peers:?}");
+    assert_ne!(last_two[0], last_two[1], "each connection has its own apparent client port: {peers:?}");
 
     // Same node: still a tunnel (the node proxy does not skip mTLS for local peers).
     let c = cluster.add_pod(PodOptions::new("c", MESH).node(1).service_account("local")).unwrap();

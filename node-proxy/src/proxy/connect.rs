@@ -2,7 +2,11 @@
 //! own app on behalf of a client (inbound), registering the client so the app's `getpeername`
 //! shows it.
 
-use std::{io, net::SocketAddr, time::Duration};
+use std::{
+    io,
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -19,16 +23,31 @@ pub(super) async fn to_app<'c>(
     capture: &'c Capture,
     netns: &Netns,
     destination: SocketAddr,
-    client: SocketAddr,
+    client: AppPeer,
     timeout: Duration,
 ) -> io::Result<(TcpStream, PeerRegistration<'c>)> {
     let socket = tcp_socket(netns, &destination)?;
     socket.bind(&SocketAddr::new(destination.ip(), 0).into())?;
     let local = socket.local_addr()?.as_socket().ok_or_else(|| io::Error::other("in-pod socket has no IP address"))?;
-    capture.register_inbound_peer(local, client).map_err(io::Error::other)?;
+    let shown = match client {
+        AppPeer::Exact(address) => address,
+        AppPeer::Ip(ip) => SocketAddr::new(ip, local.port()),
+    };
+    capture.register_inbound_peer(local, shown).map_err(io::Error::other)?;
     let registration = PeerRegistration { capture, local };
     let stream = finish(socket, destination, timeout).await?;
     Ok((stream, registration))
+}
+
+/// Who the app is shown as its client (its `accept()` and `getpeername()`).
+pub(super) enum AppPeer {
+    /// This exact address: a plaintext client, relayed one connection for one.
+    Exact(SocketAddr),
+    /// This IP, with a port unique to the connection (the in-pod socket's own): the streams of
+    /// one HBONE connection would otherwise all show its single source port at once, and an app
+    /// keying clients by address would mix them up. (ztunnel likewise shows the client's IP with
+    /// a port of its own.)
+    Ip(IpAddr),
 }
 
 /// Completes a connect on a prepared non-blocking socket, within `timeout`.

@@ -15,7 +15,12 @@ use rustls::{server::ClientHello, sign::CertifiedKey};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::{PodContext, ProxyContext, connect, is_proxy_port, outbound::error_chain};
+use super::{
+    PodContext, ProxyContext,
+    connect::{self, AppPeer},
+    is_proxy_port,
+    outbound::error_chain,
+};
 use crate::{
     mesh::{Mesh, MeshWorkload},
     policy::{ConnectionAttrs, Decision},
@@ -180,7 +185,8 @@ async fn authorized_stream(
         return Closing::failed(Outcome::Denied, by);
     }
     let (app, _registration) =
-        match connect::to_app(&ctx.capture, &pod.netns, target, peer.addr, ctx.connect_timeout).await {
+        match connect::to_app(&ctx.capture, &pod.netns, target, AppPeer::Ip(peer.addr.ip()), ctx.connect_timeout).await
+        {
             Ok(connected) => connected,
             Err(e) => {
                 request.reject(StatusCode::SERVICE_UNAVAILABLE);

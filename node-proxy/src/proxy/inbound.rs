@@ -9,7 +9,11 @@ use std::net::SocketAddr;
 use ambit_common::relay::reset_tcp;
 use tokio::net::TcpStream;
 
-use super::{PodContext, ProxyContext, connect, is_proxy_port};
+use super::{
+    PodContext, ProxyContext,
+    connect::{self, AppPeer},
+    is_proxy_port,
+};
 use crate::{
     policy::{ConnectionAttrs, plaintext_allowed},
     records::{Closing, Direction, Outcome},
@@ -55,12 +59,13 @@ pub(super) async fn handle(ctx: &ProxyContext, pod: &PodContext, client: TcpStre
             return;
         }
     }
-    let closing = match connect::to_app(&ctx.capture, &pod.netns, destination, peer, ctx.connect_timeout).await {
-        Ok((app, _registration)) => ctx.live.relay(&pod.pod.uid, attrs, client, app).await,
-        Err(e) => {
-            reset_tcp(&client);
-            Closing::failed(Outcome::ConnectFailed, format!("connect {destination}: {e}"))
-        }
-    };
+    let closing =
+        match connect::to_app(&ctx.capture, &pod.netns, destination, AppPeer::Exact(peer), ctx.connect_timeout).await {
+            Ok((app, _registration)) => ctx.live.relay(&pod.pod.uid, attrs, client, app).await,
+            Err(e) => {
+                reset_tcp(&client);
+                Closing::failed(Outcome::ConnectFailed, format!("connect {destination}: {e}"))
+            }
+        };
     ctx.records.close(conn, closing);
 }
