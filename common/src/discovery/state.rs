@@ -60,6 +60,7 @@ pub fn resource_type(resource: &Resource) -> Option<ResourceType> {
         Kind::Authorization(_) => ResourceType::Authorization,
         Kind::RouteTable(_) => ResourceType::RouteTable,
         Kind::Cluster(_) => ResourceType::Cluster,
+        Kind::HttpAuthorization(_) => ResourceType::HttpAuthorization,
     })
 }
 

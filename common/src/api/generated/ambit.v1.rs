@@ -858,6 +858,127 @@ pub struct OutlierDetection {
     #[prost(uint32, tag = "6")]
     pub min_health_percent: u32,
 }
+/// An AuthorizationPolicy attached to this waypoint with `targetRefs`, in its L7 form. Resource
+/// name: "<namespace>/<name>".
+///
+/// The waypoint decides as Istio does
+/// (<https://istio.io/latest/docs/reference/config/security/authorization-policy/>): any matching
+/// DENY policy denies; otherwise, when ALLOW policies apply to the request, one of them must
+/// match; AUDIT policies never change the decision. A policy applies to a request when
+/// `hostnames` is empty or holds the request's service.
+///
+/// String matches use Istio's forms (exact, "prefix*", "*suffix", "*" = present and non-empty).
+/// An absent attribute (no peer identity, no header) never matches a value and always satisfies a
+/// `not_` list, as in Envoy's RBAC filter.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HttpAuthorization {
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub namespace: ::prost::alloc::string::String,
+    #[prost(enumeration = "AuthorizationAction", tag = "3")]
+    pub action: i32,
+    /// The services (fully qualified hostnames, sorted) it is limited to: those its targetRefs name
+    /// that are bound to this waypoint. Empty: every request through the waypoint (a targetRef to
+    /// the waypoint's own Gateway).
+    #[prost(string, repeated, tag = "4")]
+    pub hostnames: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// OR of rules. No rules: the policy matches nothing. A rule with no clauses matches everything.
+    #[prost(message, repeated, tag = "5")]
+    pub rules: ::prost::alloc::vec::Vec<HttpAuthorizationRule>,
+    /// Attributes the waypoint cannot evaluate, already removed by the control plane so that they
+    /// fail closed (a rule of an ALLOW policy naming one is dropped; the attribute is removed from a
+    /// DENY or AUDIT rule, which then matches more). For the waypoint to log; the rules are final.
+    #[prost(string, repeated, tag = "6")]
+    pub not_enforced: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+/// AND of its parts; each part is an OR of its alternatives; an empty part matches anything.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HttpAuthorizationRule {
+    #[prost(message, repeated, tag = "1")]
+    pub from: ::prost::alloc::vec::Vec<HttpAuthorizationSource>,
+    #[prost(message, repeated, tag = "2")]
+    pub to: ::prost::alloc::vec::Vec<HttpAuthorizationOperation>,
+    #[prost(message, repeated, tag = "3")]
+    pub when: ::prost::alloc::vec::Vec<HttpAuthorizationCondition>,
+}
+/// AND of its fields; each field is an OR of its values; a `not_` field holds when none matches.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HttpAuthorizationSource {
+    /// The peer's verified identity, "<trust domain>/ns/<ns>/sa/<sa>" (no "spiffe://").
+    /// `serviceAccounts` arrive here as suffixes "/ns/<ns>/sa/<sa>".
+    #[prost(message, repeated, tag = "1")]
+    pub principals: ::prost::alloc::vec::Vec<StringMatch>,
+    #[prost(message, repeated, tag = "2")]
+    pub not_principals: ::prost::alloc::vec::Vec<StringMatch>,
+    /// The namespace in the peer's identity.
+    #[prost(message, repeated, tag = "3")]
+    pub namespaces: ::prost::alloc::vec::Vec<StringMatch>,
+    #[prost(message, repeated, tag = "4")]
+    pub not_namespaces: ::prost::alloc::vec::Vec<StringMatch>,
+    /// The peer's address (the source of the HBONE connection).
+    #[prost(message, repeated, tag = "5")]
+    pub ip_blocks: ::prost::alloc::vec::Vec<IpNet>,
+    #[prost(message, repeated, tag = "6")]
+    pub not_ip_blocks: ::prost::alloc::vec::Vec<IpNet>,
+    /// The original client's address, which may differ from the peer's behind trusted proxies.
+    #[prost(message, repeated, tag = "7")]
+    pub remote_ip_blocks: ::prost::alloc::vec::Vec<IpNet>,
+    #[prost(message, repeated, tag = "8")]
+    pub not_remote_ip_blocks: ::prost::alloc::vec::Vec<IpNet>,
+    /// The JWT principal "<iss>/<sub>". Ambit has no RequestAuthentication, so a request never has
+    /// one: these never match and their `not_` forms always do, as in Istio without a JWT.
+    #[prost(message, repeated, tag = "9")]
+    pub request_principals: ::prost::alloc::vec::Vec<StringMatch>,
+    #[prost(message, repeated, tag = "10")]
+    pub not_request_principals: ::prost::alloc::vec::Vec<StringMatch>,
+}
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HttpAuthorizationOperation {
+    /// Matched against the request's authority as sent (a port included), ignoring ASCII case.
+    #[prost(message, repeated, tag = "1")]
+    pub hosts: ::prost::alloc::vec::Vec<StringMatch>,
+    #[prost(message, repeated, tag = "2")]
+    pub not_hosts: ::prost::alloc::vec::Vec<StringMatch>,
+    /// The destination (service) port.
+    #[prost(uint32, repeated, tag = "3")]
+    pub ports: ::prost::alloc::vec::Vec<u32>,
+    #[prost(uint32, repeated, tag = "4")]
+    pub not_ports: ::prost::alloc::vec::Vec<u32>,
+    /// Case-sensitive, as Istio matches `:method`.
+    #[prost(message, repeated, tag = "5")]
+    pub methods: ::prost::alloc::vec::Vec<StringMatch>,
+    #[prost(message, repeated, tag = "6")]
+    pub not_methods: ::prost::alloc::vec::Vec<StringMatch>,
+    /// Matched against the path without the query string.
+    #[prost(message, repeated, tag = "7")]
+    pub paths: ::prost::alloc::vec::Vec<StringMatch>,
+    #[prost(message, repeated, tag = "8")]
+    pub not_paths: ::prost::alloc::vec::Vec<StringMatch>,
+}
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HttpAuthorizationCondition {
+    #[prost(enumeration = "HttpConditionKey", tag = "1")]
+    pub key: i32,
+    /// REQUEST_HEADER: the header name, lower case. REQUEST_AUTH: the Istio key, for logs.
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    /// IP keys: CIDRs "address/prefix" as `exact`; DESTINATION_PORT: decimal ports as `exact`.
+    #[prost(message, repeated, tag = "3")]
+    pub values: ::prost::alloc::vec::Vec<StringMatch>,
+    #[prost(message, repeated, tag = "4")]
+    pub not_values: ::prost::alloc::vec::Vec<StringMatch>,
+}
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
@@ -1181,6 +1302,59 @@ impl HashAlgorithm {
         }
     }
 }
+/// The `when` keys a waypoint evaluates
+/// (<https://istio.io/latest/docs/reference/config/security/conditions/>).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum HttpConditionKey {
+    Unspecified = 0,
+    /// request.headers\[<name>\]; a header sent several times is its values joined with ",".
+    RequestHeader = 1,
+    SourceIp = 2,
+    RemoteIp = 3,
+    SourceNamespace = 4,
+    SourcePrincipal = 5,
+    DestinationIp = 6,
+    DestinationPort = 7,
+    /// request.auth.principal, .audiences, .presenter, .claims\[<name>\]: never present (no JWT).
+    RequestAuth = 8,
+}
+impl HttpConditionKey {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "HTTP_CONDITION_KEY_UNSPECIFIED",
+            Self::RequestHeader => "HTTP_CONDITION_KEY_REQUEST_HEADER",
+            Self::SourceIp => "HTTP_CONDITION_KEY_SOURCE_IP",
+            Self::RemoteIp => "HTTP_CONDITION_KEY_REMOTE_IP",
+            Self::SourceNamespace => "HTTP_CONDITION_KEY_SOURCE_NAMESPACE",
+            Self::SourcePrincipal => "HTTP_CONDITION_KEY_SOURCE_PRINCIPAL",
+            Self::DestinationIp => "HTTP_CONDITION_KEY_DESTINATION_IP",
+            Self::DestinationPort => "HTTP_CONDITION_KEY_DESTINATION_PORT",
+            Self::RequestAuth => "HTTP_CONDITION_KEY_REQUEST_AUTH",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "HTTP_CONDITION_KEY_UNSPECIFIED" => Some(Self::Unspecified),
+            "HTTP_CONDITION_KEY_REQUEST_HEADER" => Some(Self::RequestHeader),
+            "HTTP_CONDITION_KEY_SOURCE_IP" => Some(Self::SourceIp),
+            "HTTP_CONDITION_KEY_REMOTE_IP" => Some(Self::RemoteIp),
+            "HTTP_CONDITION_KEY_SOURCE_NAMESPACE" => Some(Self::SourceNamespace),
+            "HTTP_CONDITION_KEY_SOURCE_PRINCIPAL" => Some(Self::SourcePrincipal),
+            "HTTP_CONDITION_KEY_DESTINATION_IP" => Some(Self::DestinationIp),
+            "HTTP_CONDITION_KEY_DESTINATION_PORT" => Some(Self::DestinationPort),
+            "HTTP_CONDITION_KEY_REQUEST_AUTH" => Some(Self::RequestAuth),
+            _ => None,
+        }
+    }
+}
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -1279,7 +1453,7 @@ pub struct Resource {
     /// Unique within its type; see each type for the form.
     #[prost(string, tag = "1")]
     pub name: ::prost::alloc::string::String,
-    #[prost(oneof = "resource::Kind", tags = "2, 3, 4, 5, 6, 7")]
+    #[prost(oneof = "resource::Kind", tags = "2, 3, 4, 5, 6, 7, 8")]
     pub kind: ::core::option::Option<resource::Kind>,
 }
 /// Nested message and enum types in `Resource`.
@@ -1300,6 +1474,8 @@ pub mod resource {
         RouteTable(super::RouteTable),
         #[prost(message, tag = "7")]
         Cluster(super::Cluster),
+        #[prost(message, tag = "8")]
+        HttpAuthorization(super::HttpAuthorization),
     }
 }
 #[derive(serde::Serialize)]
@@ -1314,6 +1490,7 @@ pub enum ResourceType {
     Authorization = 4,
     RouteTable = 5,
     Cluster = 6,
+    HttpAuthorization = 7,
 }
 impl ResourceType {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -1329,6 +1506,7 @@ impl ResourceType {
             Self::Authorization => "AUTHORIZATION",
             Self::RouteTable => "ROUTE_TABLE",
             Self::Cluster => "CLUSTER",
+            Self::HttpAuthorization => "HTTP_AUTHORIZATION",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -1341,6 +1519,7 @@ impl ResourceType {
             "AUTHORIZATION" => Some(Self::Authorization),
             "ROUTE_TABLE" => Some(Self::RouteTable),
             "CLUSTER" => Some(Self::Cluster),
+            "HTTP_AUTHORIZATION" => Some(Self::HttpAuthorization),
             _ => None,
         }
     }
