@@ -5,7 +5,8 @@
 //!   pod on any node may connect to any workload or service. On top of that a node proxy receives
 //!   the `Authorization` resources its own (local) workloads reference: policy is enforced where
 //!   traffic arrives.
-//! - A waypoint receives the route tables and clusters of the services bound to it.
+//! - A waypoint receives the route tables and clusters of the services bound to it, and the
+//!   AuthorizationPolicies that target it or those services.
 
 mod binding;
 mod node;
@@ -54,7 +55,7 @@ pub struct Compiled {
     /// Authorization resources by name (`<namespace>/<name>`); a node proxy receives those its
     /// local workloads reference.
     pub authorizations: BTreeMap<String, Resource>,
-    /// RouteTable and Cluster resources per waypoint.
+    /// RouteTable, Cluster and HttpAuthorization resources per waypoint.
     pub waypoints: BTreeMap<WaypointKey, Vec<Resource>>,
 }
 

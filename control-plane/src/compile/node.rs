@@ -17,7 +17,7 @@
 //! choose. Output is deterministic: `shared` is namespaces, then workloads, then services
 //! (the order of `ResourceType`), each sorted by resource name.
 
-mod authorization;
+pub(super) mod authorization;
 mod index;
 mod mtls;
 mod service;

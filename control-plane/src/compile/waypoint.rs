@@ -1,6 +1,6 @@
 //! Waypoint resources (`route.proto`): for each waypoint (a Gateway of class `istio-waypoint`), a
-//! RouteTable per service bound to it and a Cluster per (service, port, subset) its routes and
-//! mirrors send to.
+//! RouteTable per service bound to it, a Cluster per (service, port, subset) its routes and
+//! mirrors send to, and an HttpAuthorization per AuthorizationPolicy that targets it.
 //!
 //! One step per module:
 //! - [`bind`]: which services a waypoint serves (`istio.io/use-waypoint` labels);
@@ -8,13 +8,17 @@
 //! - [`http`], [`matches`], [`actions`]: one HTTP route, translated as Istio translates it for
 //!   Envoy, with Istio's defaults (retry policy, no timeout) written out;
 //! - [`clusters`], [`policy`], [`endpoints`]: the clusters those routes name, with the
-//!   DestinationRule policy after Istio's override rules and the ready endpoints of each subset.
+//!   DestinationRule policy after Istio's override rules and the ready endpoints of each subset;
+//! - [`authz`]: the AuthorizationPolicies attached to the waypoint or its services
+//!   (`targetRefs`), as `HttpAuthorization`s.
 //!
 //! Lookups are relative to the waypoint's namespace, as Istio's are to the proxy's: the
 //! VirtualServices and DestinationRules it uses are those visible there (`exportTo`).
-//! Output is deterministic: route tables by hostname, then clusters by name.
+//! Output is deterministic: route tables by hostname, then clusters by name, then
+//! authorizations by name.
 
 mod actions;
+mod authz;
 mod bind;
 mod clusters;
 mod endpoints;
@@ -53,6 +57,7 @@ pub(super) fn compile(snapshot: &Snapshot, mesh: &MeshConfig) -> BTreeMap<Waypoi
             for key in &refs {
                 resources.push(Resource { name: key.name(), kind: Some(Kind::Cluster(clusters::cluster(&ctx, key))) });
             }
+            resources.extend(authz::compile(snapshot, gateway, bindings.services(gateway)));
             let key = WaypointKey { namespace: gateway.meta.namespace.clone(), name: gateway.meta.name.clone() };
             (key, resources)
         })

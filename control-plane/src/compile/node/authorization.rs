@@ -93,7 +93,7 @@ fn for_node_proxies(policy: &AuthorizationPolicy) -> bool {
     !matches!(policy.scope, PolicyScope::TargetRefs(_))
 }
 
-fn name(policy: &AuthorizationPolicy) -> String {
+pub(in crate::compile) fn name(policy: &AuthorizationPolicy) -> String {
     format!("{}/{}", policy.meta.namespace, policy.meta.name)
 }
 
@@ -181,7 +181,7 @@ fn l4_source(s: &Source, namespace: &str) -> api::Source {
 }
 
 /// `sa` (in the policy's namespace) or `ns/sa`, as a principal suffix.
-fn service_account(value: &str, namespace: &str) -> api::StringMatch {
+pub(in crate::compile) fn service_account(value: &str, namespace: &str) -> api::StringMatch {
     let (ns, sa) = value.split_once('/').unwrap_or((namespace, value));
     kind(string_match::Kind::Suffix(format!("/ns/{ns}/sa/{sa}")))
 }
@@ -222,7 +222,7 @@ fn matches(list: &[String]) -> Vec<api::StringMatch> {
 }
 
 /// Istio's `*` forms, checked in istiod's order (`stringToMatch`).
-fn string_match(value: &str) -> api::StringMatch {
+pub(in crate::compile) fn string_match(value: &str) -> api::StringMatch {
     kind(if value == "*" {
         string_match::Kind::Any(true)
     } else if let Some(suffix) = value.strip_prefix('*') {
@@ -234,10 +234,10 @@ fn string_match(value: &str) -> api::StringMatch {
     })
 }
 
-fn kind(kind: string_match::Kind) -> api::StringMatch {
+pub(in crate::compile) fn kind(kind: string_match::Kind) -> api::StringMatch {
     api::StringMatch { kind: Some(kind) }
 }
 
-fn ip_net(block: &IpBlock) -> api::IpNet {
+pub(in crate::compile) fn ip_net(block: &IpBlock) -> api::IpNet {
     api::IpNet { address: ip_bytes(block.addr), prefix_len: u32::from(block.prefix_len) }
 }

@@ -1,6 +1,7 @@
 //! Unit tests on small hand-written clusters. The bookinfo scenarios are in
 //! `control-plane/tests/compile_waypoint.rs`; traffic-policy merging is in `tests/policy.rs`.
 
+mod authz;
 mod policy;
 mod routing;
 
