@@ -11,6 +11,7 @@
 //!
 //! | module | job |
 //! |---|---|
+//! | [`authz`] | L7 AuthorizationPolicy (`targetRefs` to the waypoint or its services): DENY, then ALLOW, AUDIT noted, with Istio's matching; a denial is 403 `RBAC: access denied` |
 //! | [`route`] | a port's routes compiled once (regexes, matchers), then per request: the first route whose match holds, and the weighted cluster it sends to; the same for TCP routes |
 //! | [`headers`] | request and response header operations (set, append, remove), compiled and applied in Envoy's order |
 //! | [`rewrite`] | path rewrites (prefix and regex, query kept) and the authority rewrite |
@@ -26,10 +27,9 @@
 //!
 //! Not built yet (see the waypoint issue): the binary and its data path (HBONE in, HTTP/1.1,
 //! HTTP/2 and gRPC, HBONE out through the destination's node proxy), the request pipeline that
-//! strings these modules together in one function, connection pools and circuit breaking, and
-//! L7 authorization (the control plane does not compile `targetRefs` policies for waypoints
-//! yet).
+//! strings these modules together in one function, and connection pools and circuit breaking.
 
+pub mod authz;
 pub mod cors;
 pub mod fault;
 pub mod headers;

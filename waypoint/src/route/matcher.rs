@@ -44,7 +44,7 @@ impl<'a> RequestView<'a> {
         }
     }
 
-    pub(super) fn method(&self) -> &str {
+    pub(crate) fn method(&self) -> &str {
         self.method
     }
 
@@ -52,23 +52,23 @@ impl<'a> RequestView<'a> {
         self.scheme
     }
 
-    pub(super) fn authority(&self) -> &str {
+    pub(crate) fn authority(&self) -> &str {
         self.authority
     }
 
     /// The path, without the query string.
-    pub(super) fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         self.path
     }
 
-    pub(super) fn source(&self) -> &Source {
+    pub(crate) fn source(&self) -> &Source {
         self.source
     }
 
     /// A header's value as matching sees it: Envoy's pseudo-headers (`:method`, `:authority`,
     /// `:path` with the query, `:scheme`) included; a header sent several times is its values
     /// joined with ","; bytes that are not UTF-8 are replaced.
-    pub(super) fn header(&self, name: &str) -> Option<Cow<'a, str>> {
+    pub(crate) fn header(&self, name: &str) -> Option<Cow<'a, str>> {
         match name {
             ":method" => return Some(Cow::Borrowed(self.method)),
             ":authority" => return Some(Cow::Borrowed(self.authority)),

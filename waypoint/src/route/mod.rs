@@ -22,11 +22,11 @@ use std::net::IpAddr;
 
 use ambit_common::api::v1::{HttpMatch, HttpRoute, PortRoutes, TcpMatch, TcpRoute};
 
-pub(crate) use self::matcher::StringCondition;
 pub use self::{matcher::RequestView, source::Source, weighted::pick_weighted};
+pub(crate) use self::{matcher::StringCondition, source::Subnet};
 use self::{
     matcher::{HeaderCondition, UriCondition},
-    source::{SourceCondition, Subnet},
+    source::SourceCondition,
 };
 
 /// Why a route table cannot be used; names where the problem is.

@@ -65,13 +65,13 @@ impl SourceCondition {
 }
 
 /// An IP prefix.
-pub(super) struct Subnet {
+pub(crate) struct Subnet {
     network: IpAddr,
     prefix_len: u32,
 }
 
 impl Subnet {
-    pub(super) fn compile(net: &IpNet) -> Result<Self, String> {
+    pub(crate) fn compile(net: &IpNet) -> Result<Self, String> {
         let network = address(&net.address).ok_or_else(|| format!("an address of {} bytes", net.address.len()))?;
         let max = if network.is_ipv4() { 32 } else { 128 };
         if net.prefix_len > max {
@@ -80,7 +80,7 @@ impl Subnet {
         Ok(Self { network, prefix_len: net.prefix_len })
     }
 
-    pub(super) fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         let (network, ip, bits) = match (self.network, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => (u128::from(n.to_bits()), u128::from(a.to_bits()), 32),
             (IpAddr::V6(n), IpAddr::V6(a)) => (n.to_bits(), a.to_bits(), 128),
