@@ -134,9 +134,20 @@ fn the_fixtures_bind_only_the_labelled_reviews_service() {
             "reviews.bookinfo.svc.cluster.local|9080|v1",
             "reviews.bookinfo.svc.cluster.local|9080|v2",
             "reviews.bookinfo.svc.cluster.local|9080|v3",
+            "bookinfo/reviews-viewer",
         ],
-        "the route table, then every cluster a route or mirror names, by name"
+        "the route table, every cluster a route or mirror names, then the L7 policies, by name"
     );
+    // security.yaml's reviews-viewer targets the reviews Service (targetRefs), which is bound to
+    // this waypoint: it applies to that hostname only.
+    let policy = resources
+        .iter()
+        .find_map(|r| match &r.kind {
+            Some(Kind::HttpAuthorization(p)) => Some(p),
+            _ => None,
+        })
+        .expect("reviews-viewer reaches the waypoint");
+    assert_eq!(policy.hostnames, [REVIEWS]);
     assert_eq!(table(&resources, REVIEWS).virtual_service, "bookinfo/reviews");
     assert_eq!(resources, waypoint(false), "deterministic");
 }
