@@ -1,7 +1,8 @@
 //! The CA end to end: real gRPC over TLS on loopback (the control plane's router, serving both
 //! Discovery and the CA with its own rotating certificate), node proxies authenticated by the
-//! local node-credentials file, pods from a configuration snapshot (`fixtures/ca/pods.yaml`:
-//! shop/cart on node-0, shop/web on node-1 and node-2).
+//! local node-credentials file (two nodes and the waypoint `shop/waypoint`), pods from a
+//! configuration snapshot (`fixtures/ca/pods.yaml`: shop/cart on node-0, shop/web on node-1 and
+//! node-2, the waypoint's pod running as shop/waypoint), compiled for Discovery.
 //!
 //! An issued chain is checked the way peers will use it: an in-memory mTLS handshake with
 //! `ambit_common::identity`'s HBONE configurations, both sides verifying against the bundle the
@@ -33,7 +34,7 @@ use ambit_control_plane::{
         settings::{CaConfig, CallerAuth, RootSource},
         store::PlugInFiles,
     },
-    compile::Compiled,
+    compile::{MeshConfig, compile},
     grpc::{self, Router, Transport},
     metrics::Metrics,
     push::{DiscoveryService, Subscriptions, state::PushState},
@@ -46,6 +47,7 @@ use tonic::{Code, Status, transport::Channel};
 const TD: &str = "cluster.local";
 const NODE_0: &str = "token-of-node-0-0123456789abcdef";
 const NODE_1: &str = "token-of-node-1-0123456789abcdef";
+const WAYPOINT: &str = "token-of-waypoint-shop-waypoint-0123";
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// A directory removed on drop.
@@ -97,15 +99,16 @@ impl ControlPlane {
     async fn start(root: RootCa, lifetime: Duration) -> Self {
         let dir = TempDir::new("credentials");
         let credentials = dir.path().join("nodes.yaml");
-        std::fs::write(&credentials, format!("node-0: {NODE_0}\nnode-1: {NODE_1}\n")).unwrap();
+        let entries = format!("node-0: {NODE_0}\nnode-1: {NODE_1}\nwaypoint/shop/waypoint: {WAYPOINT}\n");
+        std::fs::write(&credentials, entries).unwrap();
         let authenticator = Authenticator::NodeTokens(NodeCredentials::load(&credentials).unwrap());
         let snapshot = pods();
+        let first = compile(&snapshot, &MeshConfig::default());
         let bundle = root.bundle().clone();
         let ca = Arc::new(Ca::new(root, TD.into(), lifetime, authenticator, Arc::new(move || snapshot.clone())));
         let serving = serving::start(ca.clone(), control_plane_id()).unwrap();
 
         let metrics = Arc::new(Metrics::default());
-        let first = Compiled { version: 1, ..Default::default() };
         let (_config, state) = watch::channel(Arc::new(PushState::new(&first, None)));
         let subscriptions = Subscriptions::new(state, metrics).authenticated_by(ca.clone());
         let discovery = DiscoveryService::new(Arc::new(subscriptions));
@@ -360,7 +363,7 @@ async fn discovery_and_the_ca_share_the_tls_port() {
 
 #[tokio::test]
 async fn a_subscriber_must_prove_the_node_it_names() {
-    use ambit_common::api::v1::{WaypointRef, hello::Proxy};
+    use ambit_common::api::v1::hello::Proxy;
     let dir = TempDir::new("root");
     let cp = ControlPlane::generated(dir.path(), DAY).await;
     let channel = tls_channel(&cp).await;
@@ -378,12 +381,82 @@ async fn a_subscriber_must_prove_the_node_it_names() {
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     assert!(refused.message().contains("proves node node-1"), "{refused:?}");
 
-    let waypoint = Proxy::Waypoint(WaypointRef { namespace: "shop".into(), name: "waypoint".into() });
-    let refused = subscribe(channel.clone(), waypoint, Some(NODE_0)).await.unwrap_err();
+    // A node's token does not make it a waypoint.
+    let refused = subscribe(channel.clone(), waypoint("shop", "waypoint"), Some(NODE_0)).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .starts_with("the credential proves node node-0, but the subscription names waypoint shop/waypoint"),
+        "{refused:?}"
+    );
 
     // Refusals leave nothing registered; the genuine subscriber gets its configuration.
     assert_eq!(subscribe(channel, node("node-1"), Some(NODE_1)).await.unwrap().version, 1);
+}
+
+fn waypoint(namespace: &str, name: &str) -> ambit_common::api::v1::hello::Proxy {
+    use ambit_common::api::v1::{WaypointRef, hello::Proxy};
+    Proxy::Waypoint(WaypointRef { namespace: namespace.into(), name: name.into() })
+}
+
+#[tokio::test]
+async fn a_waypoint_subscribes_as_itself_only() {
+    use ambit_common::api::v1::hello::Proxy;
+    let dir = TempDir::new("root");
+    let cp = ControlPlane::generated(dir.path(), DAY).await;
+    let channel = tls_channel(&cp).await;
+
+    let update = subscribe(channel.clone(), waypoint("shop", "waypoint"), Some(WAYPOINT)).await.unwrap();
+    assert!(update.full && update.version == 1, "its configuration, in full: {update:?}");
+
+    for (asked, named) in [
+        (waypoint("shop", "other"), "waypoint shop/other"),
+        (waypoint("bank", "waypoint"), "waypoint bank/waypoint"),
+        (Proxy::Node("node-2".into()), "node node-2"),
+    ] {
+        let refused = subscribe(channel.clone(), asked, Some(WAYPOINT)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+        let expected = format!("the credential proves waypoint shop/waypoint, but the subscription names {named}");
+        assert!(refused.message().starts_with(&expected), "{refused:?}");
+    }
+    let refused = subscribe(channel, waypoint("shop", "waypoint"), None).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert!(
+        refused.message().starts_with("subscription as waypoint shop/waypoint refused: no credential"),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_waypoint_gets_a_certificate_for_its_own_service_account_only() {
+    let dir = TempDir::new("root");
+    let cp = ControlPlane::generated(dir.path(), DAY).await;
+    let (response, key) = cp.sign(WAYPOINT, "spiffe://cluster.local/ns/shop/sa/waypoint", 0).await.unwrap();
+    let cert = workload_cert(&response, &key);
+    assert_eq!(cert.identity(), &id("shop", "waypoint"));
+    handshake(&cert, &TrustBundle::from_pem(&response.trust_bundle_pem).unwrap()).await.expect("it verifies");
+    let last = cp.ca.stats.last_issuance().unwrap();
+    assert_eq!(last.requester, "waypoint/shop/waypoint");
+
+    // Not the workloads it serves, not even those on its own node (node-2 runs shop/web).
+    for other in ["spiffe://cluster.local/ns/shop/sa/web", "spiffe://cluster.local/ns/shop/sa/cart"] {
+        let status = cp.sign(WAYPOINT, other, 0).await.unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert_eq!(
+            status.message(),
+            format!(
+                "waypoint shop/waypoint asked for {other}, but a waypoint may have only its own service account's \
+                 identity, spiffe://cluster.local/ns/shop/sa/waypoint"
+            )
+        );
+    }
+    // And a node may not have the waypoint's identity: no pod on node-0 runs as it.
+    let status = cp.sign(NODE_0, "spiffe://cluster.local/ns/shop/sa/waypoint", 0).await.unwrap_err();
+    assert!(status.message().contains("pods with it run on node-2"), "{}", status.message());
+    let mut metrics = String::new();
+    cp.ca.render_metrics(&mut metrics);
+    assert!(metrics.contains("ambit_cp_cert_refusals_total{reason=\"not_own_identity\"} 2"), "{metrics}");
 }
 
 /// Istio's plug-in layout: a root, an intermediate signing leaves, `cert-chain.pem` = intermediate

@@ -5,8 +5,9 @@
 //! over a `tower_test` mock service that answers like one: TokenReview creations with the
 //! recorded responses in `fixtures/ca/tokenreview-*.json` (a token with the node-name extra
 //! that Kubernetes ≥ 1.32 adds for pod-bound tokens; a pod-bound token without it; a rejected
-//! token; another service account's token), and Secret reads and creations from an in-memory
-//! store (404 and 409 `Status` bodies as the API server sends them).
+//! token; a waypoint pod's token; a workload pod's token; another service account's token bound
+//! to no pod), and Secret reads and creations from an in-memory store (404 and 409 `Status`
+//! bodies as the API server sends them).
 
 use std::{
     collections::BTreeMap,
@@ -20,13 +21,17 @@ use ambit_common::{
     config::{ConfigStore, Snapshot, parse_documents},
     identity::{self, SpiffeId, WorkloadCert},
 };
-use ambit_control_plane::ca::{
-    Ca,
-    authn::{Authenticator, Claim},
-    kubernetes::TokenReviewer,
-    root::{PemMaterial, RootCa, RootOrigin, generate_root},
-    secret,
-    service::Refusal,
+use ambit_control_plane::{
+    ca::{
+        Ca,
+        authn::{Authenticator, Claim},
+        authz::Caller,
+        kubernetes::TokenReviewer,
+        root::{PemMaterial, RootCa, RootOrigin, generate_root},
+        secret,
+        service::Refusal,
+    },
+    push::{admission::admit, state::Scope},
 };
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -133,9 +138,14 @@ fn ca_reviewing_with(review: &'static str) -> (Ca, Arc<Mutex<ApiServer>>) {
     (ca, server)
 }
 
-async fn sign(ca: &Ca, identity: &str) -> Result<WorkloadCert, Refusal> {
+fn bearer() -> MetadataMap {
     let mut metadata = MetadataMap::new();
     metadata.insert("authorization", "Bearer the-projected-token".parse().unwrap());
+    metadata
+}
+
+async fn sign(ca: &Ca, identity: &str) -> Result<WorkloadCert, Refusal> {
+    let metadata = bearer();
     let id: SpiffeId = identity.parse().unwrap();
     let (csr, key) = identity::generate_csr(&id).unwrap();
     let request = SignRequest { csr_pem: csr, identity: identity.into(), lifetime_seconds: 0 };
@@ -202,15 +212,63 @@ async fn an_unauthenticated_token_is_refused_with_the_api_servers_reason() {
 
 #[tokio::test]
 async fn another_service_accounts_token_is_refused() {
+    // Bound to shop/cart's pod, which is no waypoint's.
     let (ca, _) = ca_reviewing_with("tokenreview-wrong-service-account.json");
     let refusal = sign(&ca, "spiffe://cluster.local/ns/shop/sa/cart").await.err().unwrap();
     assert_eq!(refusal.classify().0, Code::PermissionDenied);
     assert_eq!(
         refusal.to_string(),
-        "the token belongs to system:serviceaccount:shop:cart, but only the node proxy's service account \
-         istio-system/ambit-node-proxy may ask for certificates"
+        "the token of service account shop/cart is bound to pod shop/cart-7f9c5d-a1b2c, which is not a waypoint's: \
+         it has no gateway.networking.k8s.io/gateway-name label; only the node proxy's service account and \
+         waypoints may call the control plane"
     );
-    assert_eq!(ca.stats.issued_count(), 0);
+    // Bound to no pod: nothing could make it a waypoint.
+    let (unbound, _) = ca_reviewing_with("tokenreview-unbound-service-account.json");
+    let refusal = sign(&unbound, "spiffe://cluster.local/ns/shop/sa/cart").await.err().unwrap();
+    assert_eq!(refusal.classify().0, Code::PermissionDenied);
+    assert_eq!(
+        refusal.to_string(),
+        "the token belongs to system:serviceaccount:shop:cart, but only the node proxy's service account \
+         istio-system/ambit-node-proxy and waypoints (with a pod-bound projected token) may call the control plane"
+    );
+    assert_eq!(ca.stats.issued_count() + unbound.stats.issued_count(), 0);
+}
+
+#[tokio::test]
+async fn a_waypoint_pods_token_gets_its_own_service_account_only() {
+    let (ca, _) = ca_reviewing_with("tokenreview-waypoint.json");
+    let cert = sign(&ca, "spiffe://cluster.local/ns/shop/sa/waypoint").await.unwrap();
+    assert_eq!(cert.identity().as_str(), "spiffe://cluster.local/ns/shop/sa/waypoint");
+    assert_eq!(ca.stats.last_issuance().unwrap().requester, "waypoint/shop/waypoint");
+    // Its token carries node-name node-2, where shop/web runs: a workload's token proves no node.
+    let refusal = sign(&ca, "spiffe://cluster.local/ns/shop/sa/web").await.err().unwrap();
+    assert_eq!(refusal.classify().0, Code::PermissionDenied);
+    assert_eq!(
+        refusal.to_string(),
+        "waypoint shop/waypoint asked for spiffe://cluster.local/ns/shop/sa/web, but a waypoint may have only its \
+         own service account's identity, spiffe://cluster.local/ns/shop/sa/waypoint"
+    );
+}
+
+#[tokio::test]
+async fn discovery_admits_a_waypoint_pod_as_its_waypoint_only() {
+    let waypoint = |namespace: &str, name: &str| Scope::Waypoint { namespace: namespace.into(), name: name.into() };
+    let node = |name: &str| Scope::Node { name: name.into() };
+    let (ca, _) = ca_reviewing_with("tokenreview-waypoint.json");
+    let caller = ca.authenticate(&bearer()).await.unwrap();
+    assert!(matches!(&caller, Caller::Waypoint(w) if w.name().to_string() == "shop/waypoint"), "{caller:?}");
+    admit(&caller, &waypoint("shop", "waypoint")).expect("the waypoint as itself");
+    for (scope, named) in [(waypoint("shop", "other"), "waypoint shop/other"), (node("node-2"), "node node-2")] {
+        let refused = admit(&caller, &scope).unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied);
+        let expected = format!("the credential proves waypoint shop/waypoint, but the subscription names {named}");
+        assert!(refused.message().starts_with(&expected), "{refused:?}");
+    }
+    // The node proxy's token does not make it a waypoint.
+    let (ca, _) = ca_reviewing_with("tokenreview-node.json");
+    let caller = ca.authenticate(&bearer()).await.unwrap();
+    let refused = admit(&caller, &waypoint("shop", "waypoint")).unwrap_err();
+    assert!(refused.message().starts_with("the credential proves node node-1, but the subscription names waypoint"));
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! Who is calling: the bearer token in the `authorization` metadata, checked against the node
 //! credentials file (local mode, [`super::credentials`]) or with a TokenReview (Kubernetes,
-//! [`super::kubernetes`]). The result is a [`Claim`]; which node that is may need the
-//! configuration ([`super::authz::resolve_node`]).
+//! [`super::kubernetes`]). The result is a [`Claim`]: a node proxy or a waypoint (local mode),
+//! or a pod-bound token whose meaning needs the configuration ([`super::authz::resolve_caller`]:
+//! the node its pod runs on, or the waypoint its pod belongs to).
 
 use tonic::metadata::MetadataMap;
 
@@ -10,19 +11,38 @@ use super::{credentials::NodeCredentials, kubernetes::TokenReviewer};
 /// What a verified credential says about its holder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Claim {
-    /// The holder is this node's proxy (a node token, or a service-account token whose
-    /// `authentication.kubernetes.io/node-name` extra names the node).
+    /// The holder is this node's proxy (a node token, or the node proxy's service-account token
+    /// whose `authentication.kubernetes.io/node-name` extra names the node).
     Node(String),
-    /// A service-account token bound to a pod (the node proxy's own pod): the node is wherever
-    /// that pod is scheduled.
+    /// The node proxy's service-account token bound to its pod: the node is wherever that pod
+    /// is scheduled.
     BoundPod { namespace: String, name: String, uid: Option<String> },
+    /// Local mode: the holder is this waypoint (its `waypoint/<namespace>/<name>` entry).
+    Waypoint(WaypointName),
+    /// Kubernetes: another service account's token bound to a pod. Not refused here: it is a
+    /// waypoint if its pod is a waypoint's, which only the configuration can tell.
+    WorkloadPod { namespace: String, name: String, uid: Option<String>, service_account: String },
+}
+
+/// A waypoint: the Gateway (class `istio-waypoint`) `namespace/name` it is deployed for.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WaypointName {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for WaypointName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
 }
 
 /// How callers prove who they are.
 pub enum Authenticator {
-    /// Local mode: a token per node, from a file.
+    /// Local mode: a token per node and per waypoint, from a file.
     NodeTokens(NodeCredentials),
-    /// Kubernetes: the node proxy's projected service-account token, verified with TokenReview.
+    /// Kubernetes: projected service-account tokens (the node proxy's, a waypoint pod's),
+    /// verified with TokenReview.
     TokenReview(Box<TokenReviewer>),
     /// Local mode without `--node-credentials`: nobody can prove a node; every request is refused.
     Nobody,
@@ -30,15 +50,16 @@ pub enum Authenticator {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthnError {
-    #[error("no credential: send the node's token as gRPC metadata `authorization: Bearer <token>`")]
+    #[error("no credential: send the node's or waypoint's token as gRPC metadata `authorization: Bearer <token>`")]
     Missing,
     #[error("the `authorization` metadata is not `Bearer <token>`")]
     Malformed,
-    #[error("the token matches no node in {file}: is the node proxy given its node's token from that file?")]
+    #[error("the token matches no node or waypoint in {file}: is the proxy given its own token from that file?")]
     UnknownToken { file: String },
     #[error(
-        "this control plane has no node credentials (--node-credentials), so no node can prove \
-         who it is: start it with --node-credentials <file> (a map node name → token)"
+        "this control plane has no node credentials (--node-credentials), so no node or waypoint \
+         can prove who it is: start it with --node-credentials <file> (a map node name or \
+         waypoint/<namespace>/<gateway name> → token)"
     )]
     NoCredentialsConfigured,
     #[error("the token was not accepted by the Kubernetes API server{}", error_suffix(.0))]
@@ -49,7 +70,8 @@ pub enum AuthnError {
     )]
     WrongAudience { audiences: Vec<String>, wanted: String },
     #[error(
-        "the token belongs to {user}, but only the node proxy's service account {expected} may ask for certificates"
+        "the token belongs to {user}, but only the node proxy's service account {expected} and \
+         waypoints (with a pod-bound projected token) may call the control plane"
     )]
     WrongServiceAccount { user: String, expected: String },
     #[error(
@@ -69,7 +91,7 @@ impl Authenticator {
     pub async fn authenticate(&self, metadata: &MetadataMap) -> Result<Claim, AuthnError> {
         let token = bearer_token(metadata)?;
         match self {
-            Authenticator::NodeTokens(credentials) => credentials.node_for(token).map(Claim::Node),
+            Authenticator::NodeTokens(credentials) => credentials.holder_of(token).map(Claim::from),
             Authenticator::TokenReview(reviewer) => reviewer.review(token).await,
             Authenticator::Nobody => Err(AuthnError::NoCredentialsConfigured),
         }

@@ -1,10 +1,11 @@
-//! Who may have which identity: a node may get the identity of a pod scheduled on it, in the
-//! control plane's current configuration, and only in our trust domain. Pure: a claim and a
-//! [`Snapshot`] in, a decision out.
+//! Who the caller is and which identity it may have, in the control plane's current
+//! configuration and only in our trust domain. Pure: a claim and a [`Snapshot`] in, a decision
+//! out.
 //!
-//! As Istio's node authorizer (`security/pkg/server/ca/node_auth.go`): the caller's node is
-//! authenticated, then the identity must be that of some pod with that service account running
-//! on that node.
+//! - A node proxy ([`Caller::Node`]) may get the identity of a pod scheduled on its node, as
+//!   Istio's node authorizer (`security/pkg/server/ca/node_auth.go`).
+//! - A waypoint ([`Caller::Waypoint`], [`super::waypoint`]) may get only its own service
+//!   account's identity, as an Istio waypoint that asks istiod with its own token.
 
 use std::collections::BTreeSet;
 
@@ -13,9 +14,39 @@ use ambit_common::{
     identity::SpiffeId,
 };
 
-use super::authn::Claim;
+use super::{
+    authn::Claim,
+    waypoint::{self, AuthenticatedWaypoint},
+};
 
-/// The node a caller proved it is. Only [`resolve_node`] makes one.
+/// Who a caller proved it is. Only [`resolve_caller`] makes one: the difference between a node
+/// proxy and a waypoint is decided there, once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    Node(AuthenticatedNode),
+    Waypoint(AuthenticatedWaypoint),
+}
+
+impl Caller {
+    /// Who asked, as `/ca` and the issuance log show it: a node name, or `waypoint/<ns>/<name>`.
+    pub fn requester(&self) -> String {
+        match self {
+            Caller::Node(node) => node.name().to_owned(),
+            Caller::Waypoint(waypoint) => format!("waypoint/{}", waypoint.name()),
+        }
+    }
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Caller::Node(node) => write!(f, "node {node}"),
+            Caller::Waypoint(waypoint) => write!(f, "waypoint {}", waypoint.name()),
+        }
+    }
+}
+
+/// The node a caller proved it is. Only [`resolve_caller`] makes one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthenticatedNode(String);
 
@@ -31,12 +62,12 @@ impl std::fmt::Display for AuthenticatedNode {
     }
 }
 
-/// An identity the CA may sign. Only [`authorize`] (for a node) and [`Self::control_plane`]
+/// An identity the CA may sign. Only [`authorize`] (for a caller) and [`Self::control_plane`]
 /// (the CA's own serving certificate) make one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthorizedIdentity {
     id: SpiffeId,
-    /// Who asked: a node name, or `control-plane`.
+    /// Who asked: a node name, `waypoint/<ns>/<name>`, or `control-plane`.
     requester: String,
 }
 
@@ -76,34 +107,71 @@ pub enum AuthzError {
     UnknownBoundPod { namespace: String, name: String, uid_note: String },
     #[error("the token is bound to pod {namespace}/{name}, which is not scheduled to a node yet")]
     BoundPodUnscheduled { namespace: String, name: String },
+    #[error(
+        "the token of service account {namespace}/{service_account} is bound to pod {namespace}/{pod}, which \
+         is not a waypoint's: {why}; only the node proxy's service account and waypoints may call the control plane"
+    )]
+    NotAWaypoint { namespace: String, pod: String, service_account: String, why: String },
+    #[error(
+        "waypoint {waypoint} asked for {identity}, but a waypoint may have only its own service account's \
+         identity, {own}"
+    )]
+    NotOwnIdentity { waypoint: String, identity: String, own: String },
+    #[error("waypoint {waypoint} asked for {identity}, but its own service account cannot be established: {why}")]
+    WaypointServiceAccount { waypoint: String, identity: String, why: String },
 }
 
-/// The caller's node: named by the credential, or the node its token's bound pod runs on.
-pub fn resolve_node(claim: Claim, snapshot: &Snapshot) -> Result<AuthenticatedNode, AuthzError> {
-    let (namespace, name, uid) = match claim {
-        Claim::Node(node) => return Ok(AuthenticatedNode(node)),
-        Claim::BoundPod { namespace, name, uid } => (namespace, name, uid),
-    };
+/// The caller: the node or waypoint its credential names, the node its bound pod runs on (the
+/// node proxy's pod), or the waypoint its bound pod belongs to (another service account's pod).
+pub fn resolve_caller(claim: Claim, snapshot: &Snapshot) -> Result<Caller, AuthzError> {
+    match claim {
+        Claim::Node(node) => Ok(Caller::Node(AuthenticatedNode(node))),
+        Claim::BoundPod { namespace, name, uid } => node_of_pod(namespace, name, uid, snapshot).map(Caller::Node),
+        Claim::Waypoint(name) => Ok(Caller::Waypoint(AuthenticatedWaypoint::by_entry(name))),
+        Claim::WorkloadPod { namespace, name, uid, service_account } => {
+            let pod = find_bound_pod(&namespace, &name, uid.as_deref(), snapshot)?;
+            waypoint::of_pod(pod, service_account, snapshot).map(Caller::Waypoint)
+        }
+    }
+}
+
+/// The pod a token is bound to, in the configuration (with its uid, when the token names one).
+pub(super) fn find_bound_pod<'s>(
+    namespace: &str,
+    name: &str,
+    uid: Option<&str>,
+    snapshot: &'s Snapshot,
+) -> Result<&'s Pod, AuthzError> {
     if snapshot.version() == 0 {
         return Err(AuthzError::NotReady);
     }
-    let pod = snapshot.pods().find(|p| {
-        p.meta.namespace == namespace && p.meta.name == name && (uid.is_none() || p.uid.as_deref() == uid.as_deref())
-    });
-    let Some(pod) = pod else {
-        let uid_note = uid.map(|u| format!(" with uid {u}")).unwrap_or_default();
-        return Err(AuthzError::UnknownBoundPod { namespace, name, uid_note });
-    };
+    let pod = snapshot
+        .pods()
+        .find(|p| p.meta.namespace == namespace && p.meta.name == name && (uid.is_none() || p.uid.as_deref() == uid));
+    pod.ok_or_else(|| AuthzError::UnknownBoundPod {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        uid_note: uid.map(|u| format!(" with uid {u}")).unwrap_or_default(),
+    })
+}
+
+fn node_of_pod(
+    namespace: String,
+    name: String,
+    uid: Option<String>,
+    snapshot: &Snapshot,
+) -> Result<AuthenticatedNode, AuthzError> {
+    let pod = find_bound_pod(&namespace, &name, uid.as_deref(), snapshot)?;
     match &pod.node_name {
         Some(node) => Ok(AuthenticatedNode(node.clone())),
         None => Err(AuthzError::BoundPodUnscheduled { namespace, name }),
     }
 }
 
-/// Whether `node` may have `identity`: it must parse, be in `trust_domain`, and name the
-/// namespace and service account of a pod that runs on `node`.
+/// Whether `caller` may have `identity`: it must parse and be in `trust_domain`; then a node
+/// needs a pod with that identity on it, and a waypoint must be asking for its own.
 pub fn authorize(
-    node: &AuthenticatedNode,
+    caller: &Caller,
     identity: &str,
     trust_domain: &str,
     snapshot: &Snapshot,
@@ -121,6 +189,13 @@ pub fn authorize(
     if snapshot.version() == 0 {
         return Err(AuthzError::NotReady);
     }
+    let node = match caller {
+        Caller::Node(node) => node,
+        Caller::Waypoint(w) => {
+            waypoint::authorize(w, &id, snapshot)?;
+            return Ok(AuthorizedIdentity { id, requester: caller.requester() });
+        }
+    };
     let with_identity: Vec<&Pod> = snapshot
         .pods()
         .filter(|p| p.meta.namespace == id.namespace() && p.service_account == id.service_account())

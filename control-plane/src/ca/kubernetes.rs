@@ -1,11 +1,14 @@
-//! Kubernetes authentication of node proxies: their projected service-account token, checked
-//! with a TokenReview (`authentication.k8s.io/v1`) for our audience.
+//! Kubernetes authentication of node proxies and waypoints: their projected service-account
+//! token, checked with a TokenReview (`authentication.k8s.io/v1`) for our audience.
 //!
-//! The caller must be the node proxy's service account. Its node comes from the token's extra
-//! `authentication.kubernetes.io/node-name` (set for pod-bound tokens since Kubernetes 1.32),
-//! else from the bound pod (`…/pod-name`, `…/pod-uid`) looked up in the configuration
-//! ([`super::authz::resolve_node`]). This mirrors how Istio authenticates ztunnel
-//! (`security/pkg/server/ca/authenticate/kubeauth`).
+//! - The node proxy's service account: its node comes from the token's extra
+//!   `authentication.kubernetes.io/node-name` (set for pod-bound tokens since Kubernetes 1.32),
+//!   else from the bound pod (`…/pod-name`, `…/pod-uid`) looked up in the configuration
+//!   ([`super::authz::resolve_caller`]). This mirrors how Istio authenticates ztunnel
+//!   (`security/pkg/server/ca/authenticate/kubeauth`).
+//! - Any other service account: only a token bound to a pod is accepted, as a
+//!   [`Claim::WorkloadPod`]; authorization decides whether the pod is a waypoint's
+//!   ([`super::waypoint`]). Its node-name extra means nothing here: a workload proves no node.
 
 use std::{fmt, str::FromStr};
 
@@ -59,6 +62,12 @@ impl FromStr for ServiceAccountRef {
     }
 }
 
+/// `(namespace, name)` of a service account's user name `system:serviceaccount:<ns>:<name>`.
+fn service_account_of(username: &str) -> Option<(String, String)> {
+    let (namespace, name) = username.strip_prefix("system:serviceaccount:")?.split_once(':')?;
+    (!namespace.is_empty() && !name.is_empty()).then(|| (namespace.to_owned(), name.to_owned()))
+}
+
 /// Verifies tokens with the API server.
 pub struct TokenReviewer {
     api: Api<TokenReview>,
@@ -100,11 +109,16 @@ impl TokenReviewer {
         }
         let user = status.user.unwrap_or_default();
         let username = user.username.unwrap_or_default();
-        if username != self.node_proxy.username() {
-            return Err(AuthnError::WrongServiceAccount { user: username, expected: self.node_proxy.to_string() });
-        }
         let extra = user.extra.unwrap_or_default();
         let first = |key: &str| extra.get(key).and_then(|v| v.first()).filter(|v| !v.is_empty()).cloned();
+        if username != self.node_proxy.username() {
+            // Maybe a waypoint: only its pod (in the configuration) can say.
+            let wrong =
+                || AuthnError::WrongServiceAccount { user: username.clone(), expected: self.node_proxy.to_string() };
+            let (namespace, service_account) = service_account_of(&username).ok_or_else(wrong)?;
+            let name = first(POD_NAME).ok_or_else(wrong)?;
+            return Ok(Claim::WorkloadPod { namespace, name, uid: first(POD_UID), service_account });
+        }
         if let Some(node) = first(NODE_NAME) {
             return Ok(Claim::Node(node));
         }

@@ -1,9 +1,12 @@
 //! The control plane's certificate authority (istiod's CA): signs short-lived SPIFFE workload
-//! certificates for node proxies, and the control plane's own serving certificate.
+//! certificates for node proxies and waypoints, and the control plane's own serving certificate.
+//! Its authentication also tells Discovery who a subscriber is.
 //!
 //! ```text
-//! Sign(csr, identity) ── authn: bearer token → Claim (node, or bound pod)
-//!                     ── authz: Claim → node; identity ∈ pods on that node (current Snapshot)
+//! Sign(csr, identity) ── authn: bearer token → Claim (node, waypoint, or bound pod)
+//!                     ── authz: Claim → Caller (a node, or a waypoint; current Snapshot);
+//!                               node: identity ∈ pods on that node;
+//!                               waypoint: identity = its own service account's
 //!                     ── sign:  CSR's public key (signature checked) + identity → leaf + chain
 //! ```
 //!
@@ -12,8 +15,9 @@
 //! | [`root`] | the signing material, validated; generating a root |
 //! | [`store`] | the root in local mode (`--ca-dir`, plug-in files) |
 //! | [`secret`] | the root in Kubernetes mode (Secrets `cacerts`, `ambit-ca`) |
-//! | [`authn`] | bearer token → [`authn::Claim`]; [`credentials`] (local), [`kubernetes`] (TokenReview) |
-//! | [`authz`] | claim + identity + configuration → [`authz::AuthorizedIdentity`] |
+//! | [`authn`] | bearer token → [`authn::Claim`]; [`credentials`] (local: node and waypoint tokens), [`kubernetes`] (TokenReview) |
+//! | [`authz`] | claim + configuration → [`authz::Caller`]; caller + identity → [`authz::AuthorizedIdentity`] |
+//! | [`waypoint`] | a waypoint caller: established from its entry or its pod, its own identity only |
 //! | [`sign`] | CSR + authorized identity → leaf |
 //! | [`service`] | the gRPC service; refusals → statuses and metric reasons |
 //! | [`serving`] | the control plane's own certificate, rotated at half-life |
@@ -31,6 +35,7 @@ pub mod settings;
 pub mod sign;
 pub mod stats;
 pub mod store;
+pub mod waypoint;
 
 use std::{sync::Arc, time::Duration};
 
@@ -49,7 +54,8 @@ use self::{
     stats::{CaStats, Issuance, rfc3339},
 };
 
-/// The configuration in force, read when a request needs it (pods and the nodes they run on).
+/// The configuration in force, read when a request needs it (pods, the nodes they run on, and
+/// waypoint Gateways).
 pub type SnapshotSource = Arc<dyn Fn() -> Snapshot + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
@@ -133,10 +139,10 @@ impl Ca {
         self.lifetime
     }
 
-    /// The node a caller's credential proves (Discovery checks node subscriptions with it).
-    pub async fn authenticate_node(&self, metadata: &MetadataMap) -> Result<authz::AuthenticatedNode, Refusal> {
+    /// The node or waypoint a caller's credential proves (Discovery checks subscriptions with it).
+    pub async fn authenticate(&self, metadata: &MetadataMap) -> Result<authz::Caller, Refusal> {
         let claim = self.authenticator.authenticate(metadata).await?;
-        Ok(authz::resolve_node(claim, &(self.snapshot)())?)
+        Ok(authz::resolve_caller(claim, &(self.snapshot)())?)
     }
 
     /// Whether callers can prove anything at all (false without `--node-credentials` in local
@@ -149,22 +155,22 @@ impl Ca {
     pub async fn sign(&self, metadata: &MetadataMap, request: &SignRequest) -> Result<SignResponse, Refusal> {
         let claim = self.authenticator.authenticate(metadata).await?;
         let snapshot = (self.snapshot)();
-        let node = authz::resolve_node(claim, &snapshot)?;
-        let authorized = authz::authorize(&node, &request.identity, &self.trust_domain, &snapshot)?;
+        let caller = authz::resolve_caller(claim, &snapshot)?;
+        let authorized = authz::authorize(&caller, &request.identity, &self.trust_domain, &snapshot)?;
         let lifetime = match request.lifetime_seconds {
             0 => self.lifetime,
             asked => self.lifetime.min(Duration::from_secs(asked)),
         };
         let issued = sign::sign(&self.root, &request.csr_pem, &authorized, lifetime)?;
         let issuance = Issuance {
-            requester: node.name().to_owned(),
+            requester: authorized.requester().to_owned(),
             identity: authorized.id().to_string(),
             serial: issued.serial.clone(),
             not_after: rfc3339(issued.not_after),
             issued_at: rfc3339(std::time::SystemTime::now()),
         };
         tracing::info!(
-            node = %issuance.requester,
+            requester = %issuance.requester,
             identity = %issuance.identity,
             serial = %issuance.serial,
             expires = %issuance.not_after,

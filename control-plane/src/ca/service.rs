@@ -44,6 +44,11 @@ impl Refusal {
                 AuthzError::UnknownBoundPod { .. } | AuthzError::BoundPodUnscheduled { .. } => {
                     (Code::Unauthenticated, R::Unauthenticated)
                 }
+                // A genuine workload token, but its pod is no waypoint's: it may not ask at all.
+                AuthzError::NotAWaypoint { .. } => (Code::PermissionDenied, R::NotANodeProxy),
+                AuthzError::NotOwnIdentity { .. } | AuthzError::WaypointServiceAccount { .. } => {
+                    (Code::PermissionDenied, R::NotOwnIdentity)
+                }
             },
             Refusal::Sign(e) => match e {
                 SignError::Csr(_) => (Code::InvalidArgument, R::InvalidRequest),
@@ -101,6 +106,7 @@ mod tests {
             AuthnError::Missing.into(),
             AuthnError::WrongServiceAccount { user: "u".into(), expected: "e".into() }.into(),
             AuthzError::NotOnNode { node: "n".into(), identity: "i".into(), why: "w".into() }.into(),
+            AuthzError::NotOwnIdentity { waypoint: "w".into(), identity: "i".into(), own: "o".into() }.into(),
             AuthzError::TrustDomain { identity: "i".into(), asked: "a".into(), ours: "o".into() }.into(),
             AuthzError::InvalidIdentity { identity: "i".into(), reason: "r".into() }.into(),
             AuthzError::NotReady.into(),

@@ -18,10 +18,13 @@ use serde::Serialize;
 pub enum RefusalReason {
     /// No credential, a malformed one, or one nobody recognises.
     Unauthenticated,
-    /// A valid credential of someone who may not ask (another service account).
+    /// A valid credential of someone who may not ask (another service account, not a waypoint's).
     NotANodeProxy,
     /// The identity is not that of a pod on the caller's node.
     NotOnNode,
+    /// A waypoint asked for another identity than its own service account's (or its own could
+    /// not be established from its pods).
+    NotOwnIdentity,
     /// The identity is in another trust domain.
     TrustDomain,
     /// The identity is not a SPIFFE id, or the CSR does not parse or verify.
@@ -33,10 +36,11 @@ pub enum RefusalReason {
 }
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 7] = [
+    pub const ALL: [RefusalReason; 8] = [
         RefusalReason::Unauthenticated,
         RefusalReason::NotANodeProxy,
         RefusalReason::NotOnNode,
+        RefusalReason::NotOwnIdentity,
         RefusalReason::TrustDomain,
         RefusalReason::InvalidRequest,
         RefusalReason::Unavailable,
@@ -48,6 +52,7 @@ impl RefusalReason {
             RefusalReason::Unauthenticated => "unauthenticated",
             RefusalReason::NotANodeProxy => "not_a_node_proxy",
             RefusalReason::NotOnNode => "not_on_node",
+            RefusalReason::NotOwnIdentity => "not_own_identity",
             RefusalReason::TrustDomain => "trust_domain",
             RefusalReason::InvalidRequest => "invalid_request",
             RefusalReason::Unavailable => "unavailable",

@@ -3,6 +3,7 @@
 //! update full. Slow subscribers are never waited for by others: each reads the latest state
 //! when it is ready, skipping intermediate versions.
 
+pub mod admission;
 mod codec;
 pub mod registry;
 pub mod state;
@@ -35,8 +36,9 @@ pub struct Subscriptions {
     /// Flipped by [`Subscriptions::close_all`]: every stream ends, so a graceful server shutdown
     /// does not wait forever for subscriptions that never end on their own.
     closing: watch::Sender<bool>,
-    /// When set, a subscriber must prove the node it names with the credential the CA accepts
-    /// (the configuration names every workload and policy in the mesh: not for anyone who asks).
+    /// When set, a subscriber must prove the node or waypoint it names with the credential the CA
+    /// accepts (the configuration names every workload and policy in the mesh: not for anyone
+    /// who asks).
     authenticator: Option<Arc<Ca>>,
 }
 
@@ -47,8 +49,8 @@ impl Subscriptions {
         Self { state, registry: Registry::default(), metrics, closing: watch::channel(false).0, authenticator: None }
     }
 
-    /// Requires subscribers to prove who they are with `ca`'s credentials (node tokens, or
-    /// TokenReview in Kubernetes).
+    /// Requires subscribers to prove who they are with `ca`'s credentials (node and waypoint
+    /// tokens, or TokenReview in Kubernetes).
     pub fn authenticated_by(mut self, ca: Arc<Ca>) -> Self {
         self.authenticator = Some(ca);
         self
@@ -57,25 +59,11 @@ impl Subscriptions {
     /// Whether `metadata` proves the subscriber is `scope`; the refusal says what to fix.
     async fn check_subscriber(&self, metadata: &MetadataMap, scope: &Scope) -> Result<(), Status> {
         let Some(ca) = &self.authenticator else { return Ok(()) };
-        match scope {
-            Scope::Node { name } => {
-                let node = ca.authenticate_node(metadata).await.map_err(|refusal| {
-                    let status = refusal.to_status();
-                    Status::new(status.code(), format!("subscription as node {name} refused: {refusal}"))
-                })?;
-                if node.name() != name {
-                    return Err(Status::permission_denied(format!(
-                        "the credential proves node {node}, but the subscription names node {name}: a node \
-                         proxy subscribes as its own node (check its --node-name and --ca-token-file)"
-                    )));
-                }
-                Ok(())
-            }
-            Scope::Waypoint { namespace, name } => Err(Status::permission_denied(format!(
-                "subscription as waypoint {namespace}/{name} refused: this control plane authenticates \
-                 subscribers and has no credential scheme for waypoints yet"
-            ))),
-        }
+        let caller = ca.authenticate(metadata).await.map_err(|refusal| {
+            let status = refusal.to_status();
+            Status::new(status.code(), format!("subscription as {} refused: {refusal}", admission::describe(scope)))
+        })?;
+        admission::admit(&caller, scope)
     }
 
     /// Ends every subscription (proxies reconnect, to this control plane's successor).
