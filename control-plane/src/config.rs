@@ -67,15 +67,18 @@ pub struct Args {
     /// Lifetime of issued certificates (Go duration syntax, at least 1s). Requests may ask for less.
     #[arg(long, env = "AMBIT_CERT_LIFETIME", default_value = "24h")]
     cert_lifetime: String,
-    /// Local mode: a YAML/JSON map node name → token; a node proxy proves its node with its
-    /// token (`authorization: Bearer …`). Re-read when it changes.
+    /// Local mode: a YAML/JSON map key → token, one token per entry. A key is a node name (a
+    /// node proxy proves its node with that token) or `waypoint/<namespace>/<gateway name>` (the
+    /// waypoint of that Gateway proves itself, and may get only its pods' service-account
+    /// identity). Sent as `authorization: Bearer …`; re-read when it changes.
     #[arg(long, env = "AMBIT_NODE_CREDENTIALS")]
     node_credentials: Option<PathBuf>,
     /// Kubernetes mode: the audience node proxies' projected tokens are issued for.
     #[arg(long, env = "AMBIT_TOKEN_AUDIENCE", default_value = DEFAULT_AUDIENCE)]
     token_audience: String,
     /// Kubernetes mode: the service account (`namespace/name`) node proxies run as; only it may
-    /// ask the CA for certificates.
+    /// ask the CA for other workloads' certificates (a waypoint's pod-bound token gets only its
+    /// own service account's).
     #[arg(long, env = "AMBIT_NODE_PROXY_SERVICE_ACCOUNT", default_value = "istio-system/ambit-node-proxy")]
     node_proxy_service_account: String,
     /// Serve gRPC without TLS (debugging only: node tokens then cross the network in clear).

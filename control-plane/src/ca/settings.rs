@@ -35,13 +35,13 @@ pub enum RootSource {
     KubernetesSecret { namespace: String },
 }
 
-/// How callers of the CA prove which node they are.
+/// How callers of the CA (and Discovery) prove which node proxy or waypoint they are.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "type")]
 pub enum CallerAuth {
-    /// Local mode: a token per node in this file.
+    /// Local mode: a token per node and per waypoint (`waypoint/<ns>/<gateway>`) in this file.
     NodeCredentials { file: PathBuf },
-    /// Kubernetes: TokenReview of the node proxy's service-account token.
+    /// Kubernetes: TokenReview of the node proxy's or a waypoint pod's service-account token.
     TokenReview { audience: String, node_proxy: ServiceAccountRef },
     /// Nobody can (local mode without `--node-credentials`): every request is refused.
     None,
