@@ -45,6 +45,32 @@ fn serve(pod: &Pod, port: u16) -> ambit_e2e::App {
     pod.spawn_app(&["serve", "--listen", &format!("0.0.0.0:{port}"), "--mode", "echo"]).unwrap()
 }
 
+/// An echo connection from `pod` to `to` that sends 1000 of its `send` bytes, then waits (up to
+/// 30 s) for the file `resume` to exist; returns once it is paused mid-stream.
+fn paused_connection(pod: &Pod, to: &str, send: u64, resume: &std::path::Path) -> ambit_e2e::App {
+    let (send, resume) = (send.to_string(), resume.to_str().unwrap());
+    let args = [
+        "connect",
+        "--to",
+        to,
+        "--mode",
+        "echo",
+        "--send",
+        &send,
+        "--pause-after",
+        "1000",
+        "--resume-file",
+        resume,
+        "--timeout-ms",
+        "30000",
+    ];
+    let app = pod.spawn_app(&args).unwrap();
+    wait_for(Duration::from_secs(10), "the connection to pause", || {
+        Ok(app.events().iter().any(|e| e["event"] == "paused").then_some(()))
+    });
+    app
+}
+
 /// Whether a small echo exchange from `client` (a pod, or a node's namespace when `None`) to
 /// `to` succeeds.
 fn connects(cluster: &Cluster, client: Option<&Pod>, to: &str) -> bool {
@@ -81,28 +107,8 @@ fn pod_to_pod_traffic_is_tunnelled_with_both_identities() {
     // Two connections at once share one pooled HBONE connection, yet the app sees two clients:
     // a's IP, each with a port of its own (not the tunnel's one source port twice).
     let resume = cluster.run_dir().join("resume-concurrent");
-    let resume = resume.to_str().unwrap();
-    let args = [
-        "connect",
-        "--to",
-        &addr(&b, PORT),
-        "--mode",
-        "echo",
-        "--send",
-        "2000",
-        "--pause-after",
-        "1000",
-        "--resume-file",
-        resume,
-        "--timeout-ms",
-        "20000",
-    ];
-    let concurrent = [a.spawn_app(&args).unwrap(), a.spawn_app(&args).unwrap()];
-    for app in &concurrent {
-        wait_for(Duration::from_secs(10), "the connection to pause", || {
-            Ok(app.events().iter().any(|e| e["event"] == "paused").then_some(()))
-        });
-    }
+    let concurrent =
+        [paused_connection(&a, &addr(&b, PORT), 2000, &resume), paused_connection(&a, &addr(&b, PORT), 2000, &resume)];
     std::fs::write(resume, "").unwrap();
     for app in concurrent {
         assert!(app.wait(Duration::from_secs(10)).unwrap().success());
@@ -537,29 +543,8 @@ fn a_live_connection_is_closed_when_a_new_policy_denies_it() {
     cluster.wait_converged().unwrap();
     // Two long-lived connections, both paused mid-stream.
     let resume = cluster.run_dir().join("resume-never");
-    let resume = resume.to_str().unwrap();
-    let args = [
-        "connect",
-        "--to",
-        &addr(&b, PORT),
-        "--mode",
-        "echo",
-        "--send",
-        "100000",
-        "--pause-after",
-        "1000",
-        "--resume-file",
-        resume,
-        "--timeout-ms",
-        "30000",
-    ];
-    let denied_conn = a.spawn_app(&args).unwrap();
-    let kept_conn = c.spawn_app(&args).unwrap();
-    for app in [&denied_conn, &kept_conn] {
-        wait_for(Duration::from_secs(10), "the connection to pause", || {
-            Ok(app.events().iter().any(|e| e["event"] == "paused").then_some(()))
-        });
-    }
+    let denied_conn = paused_connection(&a, &addr(&b, PORT), 100_000, &resume);
+    let kept_conn = paused_connection(&c, &addr(&b, PORT), 100_000, &resume);
     let policy = resource(
         "AuthorizationPolicy",
         MESH,
