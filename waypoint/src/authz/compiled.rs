@@ -309,7 +309,23 @@ impl Matcher {
             Self::Suffix(suffix) => value.ends_with(suffix.as_str()),
             Self::Any => true,
             Self::Never => false,
-            Self::Folded(inner) => inner.holds(Some(&value.to_ascii_lowercase())),
+            Self::Folded(inner) => inner.holds_ignoring_case(value),
+        }
+    }
+
+    /// As `holds` for a non-empty value, ignoring ASCII case: the expected text is already lower
+    /// case, so comparing in place needs no lower-cased copy of the value per request.
+    fn holds_ignoring_case(&self, value: &str) -> bool {
+        let fold_eq = |part: Option<&str>, expected: &str| part.is_some_and(|p| p.eq_ignore_ascii_case(expected));
+        match self {
+            Self::Exact(expected) => value.eq_ignore_ascii_case(expected),
+            Self::Prefix(prefix) => fold_eq(value.get(..prefix.len()), prefix),
+            Self::Suffix(suffix) => {
+                fold_eq(value.len().checked_sub(suffix.len()).and_then(|at| value.get(at..)), suffix)
+            }
+            Self::Any => true,
+            Self::Never => false,
+            Self::Folded(inner) => inner.holds_ignoring_case(value),
         }
     }
 }
