@@ -61,6 +61,7 @@ pub fn resource_type(resource: &Resource) -> Option<ResourceType> {
         Kind::RouteTable(_) => ResourceType::RouteTable,
         Kind::Cluster(_) => ResourceType::Cluster,
         Kind::HttpAuthorization(_) => ResourceType::HttpAuthorization,
+        Kind::Waypoint(_) => ResourceType::Waypoint,
     })
 }
 

@@ -52,6 +52,23 @@ pub struct Workload {
     #[prost(btree_map = "uint32, enumeration(MtlsMode)", tag = "13")]
     pub port_mtls: ::prost::alloc::collections::BTreeMap<u32, i32>,
 }
+/// A waypoint (a Gateway of class `istio-waypoint`) as node proxies reach it. Resource name:
+/// "<namespace>/<name>", the form Workload.waypoint and Service.waypoint use.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Waypoint {
+    #[prost(string, tag = "1")]
+    pub namespace: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    /// Its ready pods (workload uids, sorted): the pods in its namespace labelled
+    /// `gateway.networking.k8s.io/gateway-name: <name>`. A node proxy tunnels to one of them on port
+    /// 15008 and expects the identity of that pod's service account. Empty: the waypoint has no
+    /// ready instance and traffic bound to it is refused.
+    #[prost(string, repeated, tag = "3")]
+    pub workload_uids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
 /// A Kubernetes Service or a ServiceEntry. Resource name: "<namespace>/<name>".
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -299,6 +316,11 @@ pub struct RouteTable {
     /// One per service port, by port number. Traffic to any other port is refused.
     #[prost(message, repeated, tag = "5")]
     pub ports: ::prost::alloc::vec::Vec<PortRoutes>,
+    /// The service's virtual IPs (ServiceEntry addresses included): node proxies tunnel traffic for
+    /// the service to the waypoint with CONNECT `:authority` = "<vip>:<port>", which selects this
+    /// table and its port.
+    #[prost(bytes = "vec", repeated, tag = "6")]
+    pub vips: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
 }
 /// The routes for traffic to one port of the service.
 #[derive(serde::Serialize)]
@@ -1453,7 +1475,7 @@ pub struct Resource {
     /// Unique within its type; see each type for the form.
     #[prost(string, tag = "1")]
     pub name: ::prost::alloc::string::String,
-    #[prost(oneof = "resource::Kind", tags = "2, 3, 4, 5, 6, 7, 8")]
+    #[prost(oneof = "resource::Kind", tags = "2, 3, 4, 5, 6, 7, 8, 9")]
     pub kind: ::core::option::Option<resource::Kind>,
 }
 /// Nested message and enum types in `Resource`.
@@ -1476,6 +1498,8 @@ pub mod resource {
         Cluster(super::Cluster),
         #[prost(message, tag = "8")]
         HttpAuthorization(super::HttpAuthorization),
+        #[prost(message, tag = "9")]
+        Waypoint(super::Waypoint),
     }
 }
 #[derive(serde::Serialize)]
@@ -1491,6 +1515,7 @@ pub enum ResourceType {
     RouteTable = 5,
     Cluster = 6,
     HttpAuthorization = 7,
+    Waypoint = 8,
 }
 impl ResourceType {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -1507,6 +1532,7 @@ impl ResourceType {
             Self::RouteTable => "ROUTE_TABLE",
             Self::Cluster => "CLUSTER",
             Self::HttpAuthorization => "HTTP_AUTHORIZATION",
+            Self::Waypoint => "WAYPOINT",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -1520,6 +1546,7 @@ impl ResourceType {
             "ROUTE_TABLE" => Some(Self::RouteTable),
             "CLUSTER" => Some(Self::Cluster),
             "HTTP_AUTHORIZATION" => Some(Self::HttpAuthorization),
+            "WAYPOINT" => Some(Self::Waypoint),
             _ => None,
         }
     }

@@ -42,6 +42,26 @@ impl ServiceView<'_> {
     pub(super) fn port(&self, port: u16) -> Option<&PortView<'_>> {
         self.ports.iter().find(|p| p.port == port)
     }
+
+    /// The virtual IPs node proxies send this service's traffic to (and name in the CONNECT
+    /// authority): a Service's cluster IPs (none when headless), a ServiceEntry's single-address
+    /// `addresses`. The same addresses as the node proxies' `Service.vips`.
+    pub(super) fn vips(&self) -> Vec<Vec<u8>> {
+        let bytes = |ip: std::net::IpAddr| match ip {
+            std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+            std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+        };
+        match self.source {
+            Source::Kubernetes(svc) if svc.headless => Vec::new(),
+            Source::Kubernetes(svc) => svc.cluster_ips.iter().copied().map(bytes).collect(),
+            Source::Entry(se) => se
+                .addresses
+                .iter()
+                .filter(|block| block.prefix_len == if block.addr.is_ipv4() { 32 } else { 128 })
+                .map(|block| bytes(block.addr))
+                .collect(),
+        }
+    }
 }
 
 pub(super) struct Index<'a> {

@@ -108,6 +108,7 @@ pub(super) fn route_table(ctx: &Ctx<'_>, service: &ServiceView<'_>, refs: &mut C
         name: service.name.to_string(),
         virtual_service: vs.map(|v| format!("{}/{}", v.meta.namespace, v.meta.name)).unwrap_or_default(),
         ports,
+        vips: service.vips(),
     }
 }
 
