@@ -73,6 +73,19 @@ impl ControlPlane {
         write_atomic(&self.credentials, serde_json::Value::Object(map).to_string().as_bytes())
     }
 
+    /// Adds (or replaces) one credential in the control plane's credentials file — e.g.
+    /// `waypoint/<ns>/<gateway>` — with a fresh token written to `token_file`. The control plane
+    /// re-reads the file on change.
+    pub(crate) fn add_credential(&self, key: &str, token_file: &Path) -> anyhow::Result<()> {
+        let text = std::fs::read_to_string(&self.credentials).unwrap_or_else(|_| "{}".to_owned());
+        let mut map: serde_json::Map<String, Value> = serde_json::from_str(&text)
+            .with_context(|| format!("reading the credentials file {}", self.credentials.display()))?;
+        let token = random_token()?;
+        write_atomic(token_file, token.as_bytes())?;
+        map.insert(key.to_owned(), token.into());
+        write_atomic(&self.credentials, Value::Object(map).to_string().as_bytes())
+    }
+
     pub fn config_dir(&self) -> &Path {
         &self.config_dir
     }

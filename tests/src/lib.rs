@@ -40,9 +40,11 @@ pub mod privilege;
 pub mod process;
 pub mod procs;
 pub mod run;
+pub mod service;
 pub mod sweep;
 pub mod testapp;
 pub mod topology;
+pub mod waypoint;
 
 pub use app::{App, AppOutput};
 pub use cluster::{Cluster, ClusterBuilder};
@@ -52,4 +54,6 @@ pub use pod::{Pod, PodOptions};
 pub use privilege::require_root;
 pub use process::{ChildGuard, Place, Spawned};
 pub use run::{Run, RunGuard};
+pub use service::ServiceSpec;
 pub use sweep::{SweepReport, sweep_stale_runs};
+pub use waypoint::{Waypoint, WaypointOptions};
