@@ -18,7 +18,7 @@
 //! Every resource a run creates is named with its run id and recorded in
 //! `/run/ambit-harness/<run id>/manifest.json` before it is created; dropping the [`Cluster`]
 //! removes exactly those (also during a panic), and building a cluster sweeps runs whose owner
-//! process died. The crate also holds `ambit-testapp` ([`testapp`]).
+//! process died. The crate also holds `ambit-testapp` ([`testapp`]) and `ambit-httpapp` ([`httpapp`]).
 
 pub mod app;
 pub mod cgroup;
@@ -30,6 +30,7 @@ pub mod control_plane;
 mod daemon;
 pub mod hbone_client;
 pub mod http;
+pub mod httpapp;
 pub mod manifest;
 pub mod namespaces;
 pub mod node;
