@@ -1,5 +1,5 @@
-//! `ambit-testapp` processes inside pods: their JSON-lines output collected by reader threads,
-//! waiting for events, and runs to completion.
+//! `ambit-testapp` and `ambit-httpapp` processes inside pods: their JSON-lines output collected
+//! by reader threads, waiting for events, and runs to completion.
 
 use std::{
     io::{BufRead, BufReader, Read},
@@ -22,6 +22,13 @@ use crate::{
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default bound of `run_app`.
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Bound of `run_httpapp`: past `ambit-httpapp load`'s own default `--deadline-ms` (120 s), so a
+/// run cut by its deadline still gets to print its summary.
+pub const HTTPAPP_RUN_TIMEOUT: Duration = Duration::from_secs(150);
+
+/// The test programs, binaries of this crate.
+pub(crate) const TESTAPP: &str = "ambit-testapp";
+pub(crate) const HTTPAPP: &str = "ambit-httpapp";
 
 #[derive(Default)]
 struct Output {
@@ -42,7 +49,7 @@ impl EventLog {
     }
 }
 
-/// A running `ambit-testapp` (killed when dropped).
+/// A running `ambit-testapp` or `ambit-httpapp` (killed when dropped).
 pub struct App {
     guard: ChildGuard,
     log: Arc<EventLog>,
@@ -50,7 +57,7 @@ pub struct App {
     readers: Vec<JoinHandle<()>>,
 }
 
-/// A finished `ambit-testapp`.
+/// A finished `ambit-testapp` or `ambit-httpapp`.
 #[derive(Debug, Clone)]
 pub struct AppOutput {
     pub events: Vec<Value>,
@@ -75,10 +82,22 @@ impl AppOutput {
 
 /// Spawns `ambit-testapp args…` in `place`. For `serve`, waits until it is listening.
 pub(crate) fn spawn(run: &Arc<Run>, place: Place<'_>, label: &str, args: &[&str]) -> anyhow::Result<App> {
-    let mut cmd = Command::new(config::testapp()?);
+    spawn_program(run, place, label, TESTAPP, args)
+}
+
+/// Spawns `program args…` (one of the test programs) in `place`. For `serve`, waits until it is
+/// listening.
+pub(crate) fn spawn_program(
+    run: &Arc<Run>,
+    place: Place<'_>,
+    label: &str,
+    program: &str,
+    args: &[&str],
+) -> anyhow::Result<App> {
+    let mut cmd = Command::new(config::binary(program)?);
     cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let spawned =
-        run.spawn_in(cmd, place).with_context(|| format!("{label}: starting ambit-testapp {}", args.join(" ")))?;
+        run.spawn_in(cmd, place).with_context(|| format!("{label}: starting {program} {}", args.join(" ")))?;
     let log = Arc::new(EventLog::default());
     let mut readers = Vec::new();
     if let Some(stdout) = spawned.stdout {
@@ -109,10 +128,23 @@ pub(crate) fn run_output(
 
 /// Like [`run_output`], but an exit status other than 0 is an error (with events and stderr).
 pub(crate) fn run_ok(run: &Arc<Run>, place: Place<'_>, label: &str, args: &[&str]) -> anyhow::Result<Vec<Value>> {
-    let output = run_output(run, place, label, args, RUN_TIMEOUT)?;
+    run_program_ok(run, place, label, TESTAPP, args, RUN_TIMEOUT)
+}
+
+/// Runs `program args…` to completion (bounded by `timeout`); an exit status other than 0 is an
+/// error (with events and stderr).
+pub(crate) fn run_program_ok(
+    run: &Arc<Run>,
+    place: Place<'_>,
+    label: &str,
+    program: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> anyhow::Result<Vec<Value>> {
+    let output = spawn_program(run, place, label, program, args)?.wait(timeout)?;
     if !output.success() {
         bail!(
-            "{label}: ambit-testapp {} exited with {}\nevents:\n{}\nstderr: {}",
+            "{label}: {program} {} exited with {}\nevents:\n{}\nstderr: {}",
             args.join(" "),
             output.status,
             show_events(&output.events),

@@ -170,6 +170,17 @@ impl Pod {
         app::run_output(&self.run, self.place()?, &self.label(), args, timeout)
     }
 
+    /// Starts `ambit-httpapp args…` in the pod; for `serve`, returns once it is listening.
+    pub fn spawn_httpapp(&self, args: &[&str]) -> anyhow::Result<App> {
+        app::spawn_program(&self.run, self.place()?, &self.label(), app::HTTPAPP, args)
+    }
+
+    /// Runs `ambit-httpapp args…` (a `load`) in the pod to completion; its events (the last is
+    /// the `summary`), or an error (with the events and stderr) if it exits non-zero.
+    pub fn run_httpapp(&self, args: &[&str]) -> anyhow::Result<Vec<Value>> {
+        app::run_program_ok(&self.run, self.place()?, &self.label(), app::HTTPAPP, args, app::HTTPAPP_RUN_TIMEOUT)
+    }
+
     /// Starts any program in the pod; stdout and stderr go to [`Pod::log_path`].
     pub fn spawn(&self, program: impl AsRef<Path>, args: &[&str]) -> anyhow::Result<ChildGuard> {
         let log = OpenOptions::new().create(true).append(true).open(&self.log_path).context("opening the pod log")?;

@@ -1,5 +1,6 @@
 //! `ambit-httpapp` on loopback, no root: `serve` on 127.0.0.1 (a port the kernel picks), `load`
 //! against it in each protocol, asserting on the load summary and on what the server reports.
+//! One test (root) runs it between two pods through the harness helpers.
 
 use std::{
     io::{BufRead, BufReader},
@@ -9,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use ambit_e2e::{Cluster, PodOptions, require_root};
 use serde_json::{Value, json};
 
 const APP: &str = env!("CARGO_BIN_EXE_ambit-httpapp");
@@ -266,4 +268,23 @@ fn bad_usage_exits_2_with_the_reason() {
         assert!(stderr.contains(reason), "{command}: {stderr}");
         assert!(events.is_empty(), "{events:?}");
     }
+}
+
+#[test]
+fn pods_run_it_through_the_harness() {
+    require_root!();
+    let cluster = Cluster::builder().nodes(1).namespace("plain", &[]).start_proxies(false).build().expect("cluster");
+    let pod = |name| cluster.add_pod(PodOptions::new(name, "plain").node(0).announce(false)).expect("pod");
+    let (client, server) = (pod("client"), pod("server"));
+    let serve = server.spawn_httpapp(&["serve", "--listen", "0.0.0.0:8080", "--name", "server"]).expect("serve");
+    let url = format!("http://{}:8080/", server.ip());
+    for protocol in ["http1", "h2c"] {
+        let events =
+            client.run_httpapp(&["load", "--url", &url, "--count", "3", "--protocol", protocol]).expect("load");
+        let summary = events.last().expect("a summary");
+        assert_eq!(summary["statuses"], json!({"200": 3}), "{protocol}: {summary}");
+        assert_eq!(summary["servedBy"], json!({"server": 3}), "{protocol}: {summary}");
+    }
+    let requests = serve.wait_for_count(|e| e["event"] == "request", 6, EVENT_TIMEOUT).expect("request events");
+    assert!(requests.iter().all(|r| r["authority"] == format!("{}:8080", server.ip())), "{requests:?}");
 }
