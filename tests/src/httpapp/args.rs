@@ -16,7 +16,8 @@ usage:
                      [--method GET] [--body-bytes N] [--timeout-ms T] [--deadline-ms D] [--rate R]
                      [--grpc-fail-with CODE] [--grpc-delay-ms MS] [--each]
 `{i}` in a --header value is replaced by the request's index (a unique x-httpapp-key per request).
-Server control headers: x-httpapp-status, x-httpapp-delay-ms, x-httpapp-fail-first + x-httpapp-key.
+Server control headers: x-httpapp-status, x-httpapp-delay-ms, x-httpapp-fail-first + x-httpapp-key,
+x-httpapp-fail-on (server names that answer 503).
 Output: one JSON event per line on stdout.";
 
 const SERVE_FLAGS: &[&str] = &["listen", "name", "protocol"];

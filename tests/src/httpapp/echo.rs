@@ -34,7 +34,7 @@ pub(super) async fn answer(state: &State, request: Request<Incoming>) -> Respons
             return reply(StatusCode::BAD_REQUEST, &json!({"servedBy": state.name, "error": message}));
         }
     };
-    let status = if script.fails_first(&state.attempts) {
+    let status = if script.fails_on(&state.name) || script.fails_first(&state.attempts) {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         script.status.unwrap_or(StatusCode::OK)

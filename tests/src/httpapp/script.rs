@@ -11,6 +11,9 @@ pub(super) const STATUS: &str = "x-httpapp-status";
 pub(super) const DELAY_MS: &str = "x-httpapp-delay-ms";
 /// Fail the first N requests carrying the same `x-httpapp-key`.
 pub(super) const FAIL_FIRST: &str = "x-httpapp-fail-first";
+/// Answer 503 when this server's `--name` is one of these (comma-separated): makes chosen
+/// endpoints of a service fail, e.g. for outlier detection.
+pub(super) const FAIL_ON: &str = "x-httpapp-fail-on";
 /// Groups requests for `x-httpapp-fail-first` (absent: one group for all requests without it).
 pub(super) const KEY: &str = "x-httpapp-key";
 
@@ -21,6 +24,8 @@ pub(super) struct Script {
     pub(super) delay: Duration,
     /// `(n, key)`: fail while fewer than `n` earlier requests with `key` were seen.
     pub(super) fail_first: Option<(u64, String)>,
+    /// Server names that answer 503.
+    pub(super) fail_on: Vec<String>,
 }
 
 impl Script {
@@ -40,7 +45,15 @@ impl Script {
             let key = headers.get(KEY).map(|k| String::from_utf8_lossy(k.as_bytes()).into_owned());
             (n, key.unwrap_or_default())
         });
-        Ok(Self { status, delay, fail_first })
+        let fail_on = text(headers, FAIL_ON)?
+            .map(|names| names.split(',').map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).collect())
+            .unwrap_or_default();
+        Ok(Self { status, delay, fail_first, fail_on })
+    }
+
+    /// Whether the server named `name` is told to fail this request.
+    pub(super) fn fails_on(&self, name: &str) -> bool {
+        self.fail_on.iter().any(|n| n == name)
     }
 
     /// Whether this request is one of the first n of its key (counting it as seen).
@@ -106,6 +119,14 @@ mod tests {
         assert_eq!(script.status, Some(StatusCode::IM_A_TEAPOT));
         assert_eq!(script.delay, Duration::from_millis(25));
         assert_eq!(script.fail_first, Some((2, "req-7".to_owned())));
+    }
+
+    #[test]
+    fn fail_on_names_the_servers_that_answer_503() {
+        let script = Script::from_headers(&headers(&[(FAIL_ON, "echo-bad, other")])).unwrap();
+        assert!(script.fails_on("echo-bad") && script.fails_on("other"));
+        assert!(!script.fails_on("echo-good"), "servers not named answer normally");
+        assert!(!Script::default().fails_on("echo-bad"));
     }
 
     #[test]
