@@ -95,9 +95,12 @@ fn ip(text: &str) -> Vec<u8> {
 fn resources_are_complete_and_ordered() {
     let c = compiled(None);
     let names: Vec<&str> = c.shared.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names.len(), 1 + 7 + 4);
+    assert_eq!(names.len(), 1 + 7 + 4 + 1);
     assert_eq!(names[0], "bookinfo");
-    assert_eq!(&names[8..], ["bookinfo/details", "bookinfo/productpage", "bookinfo/ratings", "bookinfo/reviews"]);
+    assert_eq!(&names[8..12], ["bookinfo/details", "bookinfo/productpage", "bookinfo/ratings", "bookinfo/reviews"]);
+    assert_eq!(names[12], "bookinfo/waypoint", "waypoints last");
+    let Some(Kind::Waypoint(waypoint)) = &c.shared[12].kind else { panic!("{:?}", c.shared[12]) };
+    assert!(waypoint.workload_uids.is_empty(), "the fixtures have no waypoint pod");
     let mut uids = names[1..8].to_vec();
     uids.sort_unstable();
     assert_eq!(uids, names[1..8], "workloads sorted by uid");

@@ -24,7 +24,7 @@ const USE_WAYPOINT: &str = "istio.io/use-waypoint";
 const USE_WAYPOINT_NAMESPACE: &str = "istio.io/use-waypoint-namespace";
 const WAYPOINT_FOR: &str = "istio.io/waypoint-for";
 /// Set by the Gateway controller on a waypoint's pods and Service.
-const GATEWAY_NAME: &str = "gateway.networking.k8s.io/gateway-name";
+pub(crate) const GATEWAY_NAME: &str = "gateway.networking.k8s.io/gateway-name";
 /// Set by istiod on the Deployment and Service it creates for a waypoint.
 const MANAGED: &str = "gateway.istio.io/managed";
 const MANAGED_BY_MESH: &str = "istio.io-mesh-controller";

@@ -1,10 +1,11 @@
 //! Compilation: a pure function from the validated config [`Snapshot`] to the resources each
 //! proxy receives. No IO, no clocks: the same snapshot always compiles to the same resources.
 //!
-//! - Node proxies all receive the same *shared* resources (namespaces, workloads, services): any
-//!   pod on any node may connect to any workload or service. On top of that a node proxy receives
-//!   the `Authorization` resources its own (local) workloads reference: policy is enforced where
-//!   traffic arrives.
+//! - Node proxies all receive the same *shared* resources (namespaces, workloads, services,
+//!   waypoints): any pod on any node may connect to any workload or service, through its
+//!   waypoint. On top of that a node proxy receives the `Authorization` resources its own
+//!   (local) workloads reference, the implicit "allow from the waypoint" ones included: policy
+//!   is enforced where traffic arrives.
 //! - A waypoint receives the route tables and clusters of the services bound to it, and the
 //!   AuthorizationPolicies that target it or those services.
 
@@ -50,7 +51,7 @@ pub struct WaypointKey {
 pub struct Compiled {
     /// Snapshot version this was compiled from.
     pub version: u64,
-    /// Namespace, Workload and Service resources: every node proxy receives all of them.
+    /// Namespace, Workload, Service and Waypoint resources: every node proxy receives all of them.
     pub shared: Vec<Resource>,
     /// Authorization resources by name (`<namespace>/<name>`); a node proxy receives those its
     /// local workloads reference.

@@ -1,4 +1,4 @@
-//! Node proxy resources: namespaces, workloads, services, L4 authorization.
+//! Node proxy resources: namespaces, workloads, services, waypoints, L4 authorization.
 //!
 //! One module per resource, each a pure function of the [`Index`] built once per snapshot:
 //!
@@ -9,13 +9,16 @@
 //!   are all resolved here, so a node proxy never evaluates labels or selectors.
 //! - [`service`]: a `Service` per Kubernetes Service, endpoints from its EndpointSlices;
 //!   [`service_entry`]: a `Service` per ServiceEntry host.
+//! - [`waypoint`]: `istio.io/use-waypoint` bindings, and a `Waypoint` per waypoint Gateway with
+//!   its instances (the pods node proxies tunnel to);
 //! - [`authorization`]: the L4 form of every AuthorizationPolicy a node proxy enforces;
-//!   [`mtls`]: PeerAuthentication precedence; [`waypoint`]: `istio.io/use-waypoint` bindings.
+//!   [`waypoint_allow`]: the implicit "allow from the waypoint" policies;
+//!   [`mtls`]: PeerAuthentication precedence.
 //!
 //! The rules are Istio ambient's, as istiod computes them for ztunnel
 //! (`pilot/pkg/serviceregistry/kube/controller/ambient/`); each module says where it had to
-//! choose. Output is deterministic: `shared` is namespaces, then workloads, then services
-//! (the order of `ResourceType`), each sorted by resource name.
+//! choose. Output is deterministic: `shared` is namespaces, then workloads, then services,
+//! then waypoints (the order of `ResourceType`), each sorted by resource name.
 
 pub(super) mod authorization;
 mod index;
@@ -23,6 +26,7 @@ mod mtls;
 mod service;
 mod service_entry;
 mod waypoint;
+mod waypoint_allow;
 mod workload;
 
 #[cfg(test)]
@@ -35,7 +39,7 @@ use ambit_common::{
     config::Snapshot,
 };
 
-use self::index::Index;
+use self::{index::Index, waypoint::Waypoints, waypoint_allow::ImplicitAllow};
 use super::MeshConfig;
 
 pub(super) struct NodeResources {
@@ -45,12 +49,18 @@ pub(super) struct NodeResources {
 
 pub(super) fn compile(snapshot: &Snapshot, mesh: &MeshConfig) -> NodeResources {
     let index = Index::new(snapshot, mesh);
-    let mut shared = namespaces(snapshot);
-    shared.extend(sorted(workload::compile(&index)));
+    let waypoints = Waypoints::new(&index);
     let mut services = service::compile(&index);
     services.extend(service_entry::compile(&index));
+    // Workloads reference the implicit waypoint policies, which follow the services' endpoints.
+    let implicit = ImplicitAllow::new(mesh, &waypoints, &services);
+    let mut shared = namespaces(snapshot);
+    shared.extend(sorted(workload::compile(&index, &implicit)));
     shared.extend(sorted(services));
-    NodeResources { shared, authorizations: authorization::compile(snapshot) }
+    shared.extend(waypoints.compile());
+    let mut authorizations = authorization::compile(snapshot);
+    authorizations.extend(implicit.into_resources());
+    NodeResources { shared, authorizations }
 }
 
 fn namespaces(snapshot: &Snapshot) -> Vec<Resource> {

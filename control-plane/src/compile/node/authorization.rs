@@ -67,13 +67,13 @@ impl<'a> NodePolicies<'a> {
         Self { root, by_namespace }
     }
 
-    /// The names (`<namespace>/<name>`, sorted) of the policies that apply to a workload.
-    pub(super) fn for_workload(&self, namespace: &str, labels: &Labels) -> Vec<String> {
+    /// The policies that apply to a workload, by name (`<namespace>/<name>`, sorted).
+    pub(super) fn for_workload(&self, namespace: &str, labels: &Labels) -> Applicable {
         let mut scopes = vec![self.root];
         if namespace != self.root {
             scopes.push(namespace);
         }
-        let mut names: Vec<String> = scopes
+        let policies: Vec<&AuthorizationPolicy> = scopes
             .into_iter()
             .filter_map(|ns| self.by_namespace.get(ns))
             .flatten()
@@ -82,11 +82,19 @@ impl<'a> NodePolicies<'a> {
                 PolicyScope::Selector(selector) => selector.matches(labels),
                 PolicyScope::TargetRefs(_) => false,
             })
-            .map(|p| name(p))
+            .copied()
             .collect();
+        let mut names: Vec<String> = policies.iter().map(|p| name(p)).collect();
         names.sort();
-        names
+        Applicable { names, has_allow: policies.iter().any(|p| p.action == AuthorizationAction::Allow) }
     }
+}
+
+/// The policies that apply to one workload.
+pub(super) struct Applicable {
+    pub(super) names: Vec<String>,
+    /// At least one is an ALLOW policy: the workload denies what no ALLOW policy matches.
+    pub(super) has_allow: bool,
 }
 
 fn for_node_proxies(policy: &AuthorizationPolicy) -> bool {

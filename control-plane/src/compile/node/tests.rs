@@ -3,6 +3,7 @@
 mod authorization;
 mod mtls;
 mod service;
+mod waypoint;
 mod workload;
 
 use ambit_common::{

@@ -11,16 +11,19 @@ use super::{
     index::{self, Index, MeshPod},
     ip_bytes, resource,
     waypoint::{self, Traffic},
+    waypoint_allow::ImplicitAllow,
 };
 
-pub(super) fn compile(index: &Index<'_>) -> Vec<Resource> {
-    index.pods().iter().map(|p| resource(p.uid.clone(), Kind::Workload(workload(index, p)))).collect()
+pub(super) fn compile(index: &Index<'_>, implicit: &ImplicitAllow) -> Vec<Resource> {
+    index.pods().iter().map(|p| resource(p.uid.clone(), Kind::Workload(workload(index, implicit, p)))).collect()
 }
 
-fn workload(index: &Index<'_>, mesh_pod: &MeshPod<'_>) -> api::Workload {
+fn workload(index: &Index<'_>, implicit: &ImplicitAllow, mesh_pod: &MeshPod<'_>) -> api::Workload {
     let pod = mesh_pod.pod;
     let (namespace, labels) = (&pod.meta.namespace, &pod.meta.labels);
     let mtls = index.peer_authentications.effective(namespace, labels);
+    let waypoint = waypoint::binding(index, &pod.meta, Traffic::Workload);
+    let authorization_policies = policies(index, implicit, mesh_pod, &waypoint);
     api::Workload {
         uid: mesh_pod.uid.clone(),
         name: pod.meta.name.clone(),
@@ -29,15 +32,31 @@ fn workload(index: &Index<'_>, mesh_pod: &MeshPod<'_>) -> api::Workload {
         node: pod.node_name.clone().unwrap_or_default(),
         addresses: index::addresses(pod).into_iter().map(ip_bytes).collect(),
         // In a namespace the snapshot does not hold, only the pod's own
-        // `istio.io/dataplane-mode=ambient` label enrolls it.
-        captured: enrollment::decide(index.namespace_labels(namespace), labels).is_enrolled(),
-        waypoint: waypoint::binding(index, &pod.meta, Traffic::Workload),
+        // `istio.io/dataplane-mode=ambient` label enrolls it. A waypoint's own pods are never
+        // captured, whatever their labels (Istio labels them `istio.io/dataplane-mode: none`).
+        captured: !waypoint::is_part_of_waypoint(index, &pod.meta)
+            && enrollment::decide(index.namespace_labels(namespace), labels).is_enrolled(),
+        waypoint,
         canonical_name: canonical_name(labels, &pod.meta.name),
         canonical_revision: canonical_revision(labels),
-        authorization_policies: index.policies.for_workload(namespace, labels),
+        authorization_policies,
         mtls: mtls.mode.into(),
         port_mtls: mtls.ports.into_iter().map(|(port, mode)| (u32::from(port), mode.into())).collect(),
     }
+}
+
+/// The policies that apply to the pod, plus the implicit "allow from the waypoint" ones when an
+/// ALLOW policy would otherwise refuse its waypoints (see [`super::waypoint_allow`]).
+fn policies(index: &Index<'_>, implicit: &ImplicitAllow, mesh_pod: &MeshPod<'_>, waypoint: &str) -> Vec<String> {
+    let meta = &mesh_pod.pod.meta;
+    let applicable = index.policies.for_workload(&meta.namespace, &meta.labels);
+    let mut names = applicable.names;
+    if applicable.has_allow {
+        names.extend(implicit.for_workload(&mesh_pod.uid, waypoint));
+        names.sort();
+        names.dedup();
+    }
+    names
 }
 
 /// Istio's canonical service labels, in Istio's order of preference

@@ -6,15 +6,15 @@ use super::{authorization, compiled, namespace, pod, workload};
 
 /// An AuthorizationPolicy; `scope` is the YAML of `selector:`/`targetRefs:` (or empty) and
 /// `rest` the YAML of `action:`/`rules:`, both indented by two spaces.
-fn policy(namespace: &str, name: &str, scope: &str, rest: &str) -> String {
+pub(super) fn policy(namespace: &str, name: &str, scope: &str, rest: &str) -> String {
     format!(
         "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n{scope}{rest}---\n"
     )
 }
 
-const ALLOW_ALL: &str = "  rules: [{}]\n";
+pub(super) const ALLOW_ALL: &str = "  rules: [{}]\n";
 
-fn selector(labels: &str) -> String {
+pub(super) fn selector(labels: &str) -> String {
     format!("  selector: {{matchLabels: {{{labels}}}}}\n")
 }
 

@@ -7,7 +7,7 @@ use ambit_common::config::model::Protocol;
 use super::{compiled, gateway, ip, namespace, pod, service};
 use crate::compile::node::service::app_protocol;
 
-fn k8s_service(namespace: &str, name: &str, labels: &str, cluster_ip: &str, ports: &str) -> String {
+pub(super) fn k8s_service(namespace: &str, name: &str, labels: &str, cluster_ip: &str, ports: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {namespace}, labels: {{{labels}}}}}\n\
          spec:\n  clusterIP: {cluster_ip}\n  selector: {{app: {name}}}\n  ports: {ports}\n---\n"
@@ -15,7 +15,7 @@ fn k8s_service(namespace: &str, name: &str, labels: &str, cluster_ip: &str, port
 }
 
 /// `endpoints` and `ports` are YAML flow sequences.
-fn slice(namespace: &str, name: &str, service: &str, ports: &str, endpoints: &str) -> String {
+pub(super) fn slice(namespace: &str, name: &str, service: &str, ports: &str, endpoints: &str) -> String {
     format!(
         "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
          metadata: {{name: {name}, namespace: {namespace}, labels: {{kubernetes.io/service-name: {service}}}}}\n\
