@@ -70,11 +70,11 @@ fn cluster_source(config: &Config) -> anyhow::Result<Sources> {
     }
 }
 
-/// Closes live connections that a new configuration's policies deny.
+/// Closes live connections that a new configuration denies (policies, waypoint bindings).
 async fn reauthorize_on_change(proxy: Arc<ProxyContext>, mut mesh: watch::Receiver<Arc<Mesh>>) {
     while mesh.changed().await.is_ok() {
         let current = mesh.borrow_and_update().clone();
-        let revoked = proxy.live.reauthorize(&current);
+        let revoked = proxy.live.reauthorize(&current, proxy.trust_domain());
         if revoked > 0 {
             tracing::info!(revoked, version = current.version, "closed connections the new policies deny");
         }

@@ -44,9 +44,12 @@ pub(crate) enum Outcome {
     TlsFailed,
     /// The destination is a service without ready endpoints.
     NoEndpoints,
+    /// The destination is bound to a waypoint that has no ready instance (or is unknown).
+    NoWaypoint,
     /// HBONE needs identities, which only a control plane provides (standalone mode).
     HboneUnavailable,
-    /// A live connection closed because a new policy denies it.
+    /// A live connection closed because a new configuration denies it (a policy, or a waypoint
+    /// binding it did not come through).
     Revoked,
 }
 
@@ -88,9 +91,13 @@ pub(crate) struct ConnectionRecord {
     /// SPIFFE id of the source workload, when proven (mTLS) or known (our own pod, outbound).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) source_identity: Option<String>,
-    /// SPIFFE id the destination proved (outbound HBONE) or holds (inbound).
+    /// SPIFFE id the destination proved (outbound HBONE) or holds (inbound). Through a
+    /// waypoint: the waypoint instance's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) destination_identity: Option<String>,
+    /// The waypoint (`<namespace>/<name>`) an outbound connection was sent through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) waypoint: Option<String>,
     /// Why a plaintext outbound connection was not tunnelled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) passthrough_reason: Option<&'static str>,
@@ -103,6 +110,7 @@ pub(crate) struct OpenConnection {
     pub(crate) transport: Transport,
     pub(crate) source_identity: Option<String>,
     pub(crate) destination_identity: Option<String>,
+    pub(crate) waypoint: Option<String>,
     pub(crate) passthrough_reason: Option<&'static str>,
     direction: Direction,
     pod: PodRef,
@@ -180,6 +188,7 @@ impl Recorder {
             transport: Transport::Plaintext,
             source_identity: None,
             destination_identity: None,
+            waypoint: None,
             passthrough_reason: None,
             direction,
             pod,
@@ -205,6 +214,7 @@ impl Recorder {
             transport: conn.transport,
             source_identity: conn.source_identity,
             destination_identity: conn.destination_identity,
+            waypoint: conn.waypoint,
             passthrough_reason: conn.passthrough_reason,
             error: closing.error,
         };
@@ -231,6 +241,7 @@ impl Recorder {
             transport = ?record.transport,
             src_identity = record.source_identity.as_deref().unwrap_or(""),
             dst_identity = record.destination_identity.as_deref().unwrap_or(""),
+            waypoint = record.waypoint.as_deref().unwrap_or(""),
             error = record.error.as_deref().unwrap_or(""),
             "connection closed"
         );
@@ -272,5 +283,20 @@ mod tests {
         assert_eq!(recorder.recent(all.last().unwrap().id - 2).len(), 2);
         let totals = recorder.totals();
         assert_eq!((totals.opened, totals.closed, totals.active), (10_005, 10_005, 0));
+    }
+
+    #[test]
+    fn the_waypoint_is_named_only_when_there_is_one() {
+        let recorder = Recorder::new();
+        let addr: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let mut conn = recorder.open(Direction::Outbound, pod(), addr, addr);
+        conn.waypoint = Some("ns/wp".into());
+        recorder.close(conn, Closing::failed(Outcome::NoWaypoint, "no instance"));
+        let conn = recorder.open(Direction::Outbound, pod(), addr, addr);
+        recorder.close(conn, Closing::failed(Outcome::NoEndpoints, "none"));
+        let json: Vec<serde_json::Value> =
+            recorder.recent(0).iter().map(|r| serde_json::to_value(r).unwrap()).collect();
+        assert_eq!((json[0]["waypoint"].as_str(), json[0]["outcome"].as_str()), (Some("ns/wp"), Some("no_waypoint")));
+        assert!(json[1].get("waypoint").is_none());
     }
 }

@@ -111,6 +111,9 @@ pub(crate) enum DenyReason {
          (is the control plane newer than the node proxy?); denying"
     )]
     UnknownAction { policy: String, action: i32 },
+    /// Not a policy: the port is bound to a waypoint and the connection did not come from it.
+    #[error(transparent)]
+    BypassedWaypoint(#[from] super::BypassedWaypoint),
 }
 
 /// `<namespace>/<name>`: how workloads refer to a policy, and how logs name it.

@@ -2,11 +2,15 @@
 //! PeerAuthentication, decided for each inbound connection.
 //!
 //! Pure: no IO, no clocks, nothing but the configuration and the connection's attributes.
-//! The inbound path asks two questions of a connection to a local workload:
+//! The inbound path asks three questions of a connection to a local workload:
 //!
 //! 1. plaintext only: may it come in at all? [`plaintext_allowed`] (PeerAuthentication);
-//! 2. every connection: is it authorized? [`Policies::authorize`] (AuthorizationPolicy), the
+//! 2. every connection: if the port is bound to a waypoint, did it come from that waypoint?
+//!    [`WaypointBindings::check`] ([`waypoint`]);
+//! 3. every connection: is it authorized? [`Policies::authorize`] (AuthorizationPolicy), the
 //!    rules of which live in [`authz`].
+//!
+//! `Mesh::authorize` asks 2 and 3 together, for new connections and live ones alike.
 //!
 //! The control plane does the parts that need the whole cluster: which policies apply to a
 //! workload (`Workload.authorization_policies`), each policy's L4 form with L7 attributes
@@ -17,6 +21,7 @@
 mod authz;
 mod matching;
 mod mtls;
+mod waypoint;
 
 #[cfg(test)]
 mod tests;
@@ -31,6 +36,7 @@ use ambit_common::{
 pub(crate) use self::{
     authz::{ConnectionAttrs, Decision, DenyReason, authorize, policy_name},
     mtls::plaintext_allowed,
+    waypoint::{BypassedWaypoint, WaypointBindings},
 };
 
 /// A workload lists a policy (`<namespace>/<name>`) the configuration does not hold.

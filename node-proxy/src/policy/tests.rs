@@ -6,6 +6,7 @@ mod matrix_fields;
 mod matrix_policies;
 mod mtls;
 mod view;
+mod waypoint;
 
 use std::net::{IpAddr, SocketAddr};
 

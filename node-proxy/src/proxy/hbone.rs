@@ -1,7 +1,8 @@
 //! Port 15008 of an enrolled pod: HBONE. Mutual TLS with the pod's own identity (the client
 //! must present a mesh certificate; its SPIFFE id is the principal policies see), then one
-//! HTTP/2 CONNECT stream per tunnelled connection. Each stream is authorized on its own, then
-//! connected to the app inside the pod.
+//! HTTP/2 CONNECT stream per tunnelled connection. Each stream is authorized on its own (a port
+//! bound to a waypoint admits only that waypoint, then AuthorizationPolicy), then connected to
+//! the app inside the pod.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -179,8 +180,8 @@ async fn authorized_stream(
 ) -> Closing {
     let attrs = ConnectionAttrs::new(peer.addr.ip(), Some(peer.identity.as_str()), target);
     let mesh = ctx.mesh.borrow().clone();
-    let workload = mesh.workload_by_uid(&pod.pod.uid).map_or(&peer.local.workload, |w| &w.workload);
-    if let Decision::Deny { by } = mesh.policies.authorize(workload, &attrs) {
+    let workload = mesh.workload_by_uid(&pod.pod.uid).unwrap_or(&peer.local);
+    if let Decision::Deny { by } = mesh.authorize(workload, &attrs, ctx.trust_domain()) {
         request.reject(StatusCode::FORBIDDEN);
         return Closing::failed(Outcome::Denied, by);
     }

@@ -1,6 +1,7 @@
 //! A plaintext connection to an enrolled pod, steered to the in-pod listener by sk_lookup. The
 //! accepted socket's local address is the original destination. PeerAuthentication decides
-//! whether plaintext is accepted at all (STRICT refuses it), then L4 authorization; the proxy
+//! whether plaintext is accepted at all (STRICT refuses it), a port bound to a waypoint refuses
+//! it too (only the waypoint, over HBONE, may reach it), then L4 authorization; the proxy
 //! connects to the app from inside the pod, and capture's getpeername hook shows the app the
 //! real client.
 
@@ -52,8 +53,8 @@ pub(super) async fn handle(ctx: &ProxyContext, pod: &PodContext, client: TcpStre
             ctx.records.close(conn, Closing::failed(Outcome::Denied, error));
             return;
         }
-        let decision = mesh.policies.authorize(&local.workload, &attrs);
-        if let crate::policy::Decision::Deny { by } = decision {
+        // A waypoint-bound port refuses plaintext: the waypoint always arrives over HBONE.
+        if let crate::policy::Decision::Deny { by } = mesh.authorize(local, &attrs, ctx.trust_domain()) {
             reset_tcp(&client);
             ctx.records.close(conn, Closing::failed(Outcome::Denied, by));
             return;

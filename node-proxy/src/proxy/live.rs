@@ -1,5 +1,7 @@
-//! Inbound connections in progress, with what authorization saw, so that a policy change can
-//! close the ones it now denies (Istio closes them too). Registered for the life of the relay.
+//! Inbound connections in progress, with what authorization saw, so that a configuration change
+//! can close the ones it now denies (Istio closes them too): a policy that now refuses them, or
+//! a port newly bound to a waypoint they did not come through. Registered for the life of the
+//! relay.
 
 use std::{
     collections::HashMap,
@@ -44,8 +46,8 @@ impl Drop for LiveGuard<'_> {
 
 impl LiveConnections {
     /// Relays `source` ⇄ `app` for a connection to local workload `workload_uid` until either
-    /// side ends it or a policy change denies it; the record of a revoked connection names the
-    /// policy that now denies it.
+    /// side ends it or a configuration change denies it; the record of a revoked connection
+    /// says why (the policy, or the waypoint it bypassed).
     pub(crate) async fn relay<S: Duplex, A: Duplex>(
         &self,
         workload_uid: &str,
@@ -65,13 +67,13 @@ impl LiveConnections {
         .await;
         let mut closing = Closing::from(relayed);
         if let Some(why) = reason {
-            closing.error = Some(format!("a policy change now denies this connection: {why}"));
+            closing.error = Some(format!("a configuration change now denies this connection: {why}"));
         }
         closing
     }
 
     /// Registers a connection to local workload `workload_uid`; the receiver completes, with
-    /// the reason, if a policy change revokes it.
+    /// the reason, if a configuration change revokes it.
     fn register(&self, workload_uid: &str, attrs: ConnectionAttrs) -> (LiveGuard<'_>, oneshot::Receiver<DenyReason>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (revoke, revoked) = oneshot::channel();
@@ -80,15 +82,15 @@ impl LiveConnections {
         (LiveGuard { live: self, id }, revoked)
     }
 
-    /// Re-runs authorization for every live connection under `mesh`; revokes the denied ones.
-    /// A workload that left the configuration keeps its connections (its policies are unknown,
-    /// not denying).
-    pub(crate) fn reauthorize(&self, mesh: &Mesh) -> usize {
+    /// Re-runs the inbound decision (the waypoint-bound rule, then authorization) for every live
+    /// connection under `mesh`, in `trust_domain`; revokes the denied ones. A workload that left
+    /// the configuration keeps its connections (its policies are unknown, not denying).
+    pub(crate) fn reauthorize(&self, mesh: &Mesh, trust_domain: &str) -> usize {
         let mut revoked = 0;
         let mut entries = self.entries.lock().expect("live lock");
         for live in entries.values_mut() {
             let Some(workload) = mesh.workload_by_uid(&live.workload_uid) else { continue };
-            let Decision::Deny { by } = mesh.policies.authorize(&workload.workload, &live.attrs) else { continue };
+            let Decision::Deny { by } = mesh.authorize(workload, &live.attrs, trust_domain) else { continue };
             if let Some(revoke) = live.revoke.take() {
                 tracing::info!(source = %live.attrs.source_ip, destination_port = live.attrs.destination_port,
                     reason = %by, "closing a live connection a new policy denies");
@@ -101,5 +103,46 @@ impl LiveConnections {
 
     pub(crate) fn len(&self) -> usize {
         self.entries.lock().expect("live lock").len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::mesh::testing::{Res, endpoint, mesh, service, waypoint, workload};
+
+    /// `reviews` serves a service on 9080, bound to waypoint `ns/wp` when `bound`.
+    fn cluster(bound: bool) -> Mesh {
+        let mut svc = service("reviews", "10.96.0.1", vec![endpoint("reviews", 9080)]);
+        if bound {
+            svc.waypoint = "ns/wp".into();
+        }
+        mesh(vec![
+            Res::Workload(workload("reviews", "10.1.0.2", true)),
+            Res::Workload(workload("wp-1", "10.2.0.2", false)),
+            Res::Waypoint(waypoint("wp", &["wp-1"])),
+            Res::Service(svc),
+        ])
+    }
+
+    fn attrs(principal: &str) -> ConnectionAttrs {
+        ConnectionAttrs::new("10.1.0.9".parse().unwrap(), Some(principal), SocketAddr::from(([10, 1, 0, 2], 9080)))
+    }
+
+    #[test]
+    fn binding_a_port_to_a_waypoint_revokes_the_connections_that_went_around_it() {
+        let live = LiveConnections::default();
+        let (_direct, mut direct) = live.register("reviews", attrs("cluster.local/ns/ns/sa/sa-sleep"));
+        let (_through, mut through) = live.register("reviews", attrs("cluster.local/ns/ns/sa/sa-wp-1"));
+        assert_eq!(live.reauthorize(&cluster(false), "cluster.local"), 0);
+        assert_eq!(live.reauthorize(&cluster(true), "cluster.local"), 1);
+        match direct.try_recv() {
+            Ok(DenyReason::BypassedWaypoint(e)) => assert_eq!(e.waypoints, ["ns/wp"]),
+            other => panic!("{other:?}"),
+        }
+        assert!(through.try_recv().is_err(), "the waypoint's own connection stays");
+        assert_eq!(live.len(), 2, "a registration lasts until its relay ends");
     }
 }

@@ -1,13 +1,15 @@
 //! The node proxy's data path for enrolled pods: one accept loop per in-pod listener, one task per
 //! connection. Deciding where a connection goes (`plan`) is separate from carrying it.
 //!
-//! - outbound (`outbound.rs`): to a workload in the mesh over HBONE (mutual TLS with the source
-//!   pod's identity, HTTP/2 CONNECT, pooled), anything else as plain TCP;
+//! - outbound (`outbound.rs`): to a workload in the mesh, or to the waypoint it or its service
+//!   is bound to, over HBONE (mutual TLS with the source pod's identity, HTTP/2 CONNECT,
+//!   pooled), anything else as plain TCP;
 //! - inbound HBONE (`hbone.rs`, port 15008): TLS with the destination pod's identity, the peer's
-//!   identity read from its certificate, L4 authorization, then to the app;
+//!   identity read from its certificate, the waypoint-bound rule and L4 authorization, then to
+//!   the app;
 //! - inbound plaintext (`inbound.rs`): PeerAuthentication decides whether it is accepted at all,
-//!   then L4 authorization;
-//! - live inbound connections are re-authorized on every policy change (`live.rs`).
+//!   then the waypoint-bound rule (which refuses it) and L4 authorization;
+//! - live inbound connections are re-authorized on every configuration change (`live.rs`).
 
 mod connect;
 mod hbone;
@@ -87,7 +89,12 @@ impl ProxyContext {
         }
     }
 
-    /// Round robin over a service's endpoints.
+    /// The mesh's trust domain (empty without a control plane, where there are no identities).
+    pub(crate) fn trust_domain(&self) -> &str {
+        self.hbone.as_ref().map_or("", |h| h.trust_domain.as_str())
+    }
+
+    /// Round robin over a service's endpoints (and a waypoint's instances).
     fn pick(&self, endpoints: usize) -> usize {
         self.next_endpoint.fetch_add(1, Ordering::Relaxed) % endpoints.max(1)
     }

@@ -1,8 +1,9 @@
 //! A connection an enrolled pod made, captured at connect(): find where it was going, decide how
-//! to get there (`plan`), and carry it — over HBONE to a workload in the mesh, as plain TCP to
-//! anything else — always from inside the pod's own network namespace.
+//! to get there (`plan`), and carry it — over HBONE to a workload in the mesh or to the waypoint
+//! it is bound to, as plain TCP to anything else — always from inside the pod's own network
+//! namespace.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::net::SocketAddr;
 
 use ambit_common::{
     identity::{SpiffeId, tls::hbone_client_config},
@@ -18,7 +19,7 @@ use super::{
     plan::{Plan, plan},
 };
 use crate::{
-    mesh::MeshWorkload,
+    mesh::{Mesh, MeshWorkload},
     records::{Closing, Direction, OpenConnection, Outcome, Transport},
 };
 
@@ -40,24 +41,60 @@ pub(super) async fn handle(ctx: &ProxyContext, pod: &PodContext, client: TcpStre
         return;
     }
     let mesh = ctx.mesh.borrow().clone();
-    let closing = match plan(&mesh, destination, |n| ctx.pick(n)) {
-        Plan::Hbone { target, workload } => match &ctx.hbone {
-            Some(hbone) => match pod.identity(&mesh, hbone) {
-                Some(source) => tunnel(ctx, hbone, pod, client, &mut conn, source, target, &workload).await,
-                None => refuse(
-                    &client,
-                    Outcome::ConnectFailed,
-                    "the control plane does not know this pod yet: no identity to tunnel with",
-                ),
-            },
-            None => plain(ctx, pod, client, &mut conn, target, "no control plane: HBONE unavailable").await,
-        },
+    let closing = match plan(&mesh, &pod.pod.uid, destination, |n| ctx.pick(n)) {
+        Plan::Hbone { target, workload } => {
+            let to = TunnelTo { dial: SocketAddr::new(target.ip(), HBONE_PORT), peer: &workload, authority: target };
+            match &ctx.hbone {
+                Some(hbone) => hbone_from_pod(ctx, hbone, pod, client, &mut conn, &mesh, to).await,
+                None => plain(ctx, pod, client, &mut conn, target, "no control plane: HBONE unavailable").await,
+            }
+        }
+        Plan::Waypoint { waypoint, instance, target, authority } => {
+            conn.waypoint = Some(waypoint);
+            let to = TunnelTo { dial: target, peer: &instance, authority };
+            match &ctx.hbone {
+                Some(hbone) => hbone_from_pod(ctx, hbone, pod, client, &mut conn, &mesh, to).await,
+                // Only a control plane binds waypoints, and with one there is HBONE; refuse
+                // rather than go around the waypoint if that ever changes.
+                None => refuse(&client, Outcome::HboneUnavailable, "a waypoint is reached only over HBONE"),
+            }
+        }
         Plan::Passthrough { target, reason } => plain(ctx, pod, client, &mut conn, target, reason.as_str()).await,
         Plan::NoEndpoints { service } => {
             refuse(&client, Outcome::NoEndpoints, format!("service {service} has no ready endpoints"))
         }
+        Plan::NoWaypoint(e) => refuse(&client, Outcome::NoWaypoint, e),
     };
     ctx.records.close(conn, closing);
+}
+
+/// HBONE from `pod`, with its identity.
+async fn hbone_from_pod(
+    ctx: &ProxyContext,
+    hbone: &Hbone,
+    pod: &PodContext,
+    client: TcpStream,
+    conn: &mut OpenConnection,
+    mesh: &Mesh,
+    to: TunnelTo<'_>,
+) -> Closing {
+    match pod.identity(mesh, hbone) {
+        Some(source) => tunnel(ctx, hbone, pod, client, conn, source, to).await,
+        None => refuse(
+            &client,
+            Outcome::ConnectFailed,
+            "the control plane does not know this pod yet: no identity to tunnel with",
+        ),
+    }
+}
+
+/// Where an HBONE tunnel goes: the workload that terminates it (the destination itself, or a
+/// waypoint instance), dialled at `dial` and expected to prove its identity, and the
+/// `authority` its CONNECT asks for.
+struct TunnelTo<'a> {
+    dial: SocketAddr,
+    peer: &'a MeshWorkload,
+    authority: SocketAddr,
 }
 
 fn refuse(client: &TcpStream, outcome: Outcome, error: impl ToString) -> Closing {
@@ -81,9 +118,8 @@ async fn plain(
     }
 }
 
-/// HBONE to `target` (a workload in the mesh): mutual TLS presenting `source`, expecting the
-/// destination workload's identity, then an HTTP/2 CONNECT stream on a pooled connection.
-#[expect(clippy::too_many_arguments, reason = "one call site; each argument is a distinct input")]
+/// HBONE to `to.dial`: mutual TLS presenting `source`, expecting the identity of the workload
+/// there, then an HTTP/2 CONNECT stream for `to.authority` on a pooled connection.
 async fn tunnel(
     ctx: &ProxyContext,
     hbone: &Hbone,
@@ -91,20 +127,14 @@ async fn tunnel(
     client: TcpStream,
     conn: &mut OpenConnection,
     source: SpiffeId,
-    target: SocketAddr,
-    destination: &Arc<MeshWorkload>,
+    to: TunnelTo<'_>,
 ) -> Closing {
     conn.transport = Transport::Hbone;
     conn.source_identity = Some(source.to_string());
-    let expected = match SpiffeId::new(
-        &hbone.trust_domain,
-        &destination.workload.namespace,
-        &destination.workload.service_account,
-    ) {
+    let peer = &to.peer.workload;
+    let expected = match SpiffeId::new(&hbone.trust_domain, &peer.namespace, &peer.service_account) {
         Ok(id) => id,
-        Err(e) => {
-            return refuse(&client, Outcome::ConnectFailed, format!("destination workload {}: {e}", destination.uid));
-        }
+        Err(e) => return refuse(&client, Outcome::ConnectFailed, format!("workload {}: {e}", to.peer.uid)),
     };
     conn.destination_identity = Some(expected.to_string());
     let cert = match hbone.certs.get(&source).await {
@@ -115,20 +145,19 @@ async fn tunnel(
         source_ip: pod.ip,
         source: source.clone(),
         destination: expected.clone(),
-        destination_ip: target.ip(),
+        destination_ip: to.dial.ip(),
     };
     let tls = TlsConnector::from(hbone_client_config(&cert, &hbone.certs.bundle(), &expected));
-    let hbone_addr = SocketAddr::new(target.ip(), HBONE_PORT);
-    let timeout = ctx.connect_timeout;
+    let (dial, timeout) = (to.dial, ctx.connect_timeout);
     let connect = || async move {
-        let tcp = connect::from_pod(&pod.netns, hbone_addr, timeout).await?;
-        let name = ServerName::IpAddress(hbone_addr.ip().into());
+        let tcp = connect::from_pod(&pod.netns, dial, timeout).await?;
+        let name = ServerName::IpAddress(dial.ip().into());
         match tokio::time::timeout(timeout, tls.connect(name, tcp)).await {
             Ok(result) => result,
             Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")),
         }
     };
-    match hbone.pool.open(&key, target, connect).await {
+    match hbone.pool.open(&key, to.authority, connect).await {
         Ok(stream) => relay(client, stream).await.into(),
         Err(e) => {
             let outcome = if matches!(e, ambit_common::hbone::HboneError::Refused { status: 403, .. }) {
@@ -136,7 +165,9 @@ async fn tunnel(
             } else {
                 Outcome::ConnectFailed
             };
-            refuse(&client, outcome, format!("HBONE to {target} via {hbone_addr} as {source}: {}", error_chain(&e)))
+            let through = conn.waypoint.as_ref().map(|w| format!(" through waypoint {w}")).unwrap_or_default();
+            let error = format!("HBONE to {}{through} via {dial} as {source}: {}", to.authority, error_chain(&e));
+            refuse(&client, outcome, error)
         }
     }
 }
