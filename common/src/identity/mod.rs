@@ -6,6 +6,7 @@
 //! name or IP: see [`tls`]. Design: `shared/design.md` (Identity and mTLS).
 
 mod bundle;
+pub mod ca_client;
 mod cert;
 mod csr;
 mod error;
