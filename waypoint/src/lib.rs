@@ -29,16 +29,30 @@
 //! HTTP/2 and gRPC, HBONE out through the destination's node proxy), the request pipeline that
 //! strings these modules together in one function, and connection pools and circuit breaking.
 
+pub mod admin;
+pub mod app;
 pub mod authz;
+pub mod body;
+pub mod config;
 pub mod cors;
+pub mod detect;
 pub mod fault;
 pub mod headers;
+pub mod identity;
+pub mod io;
 pub mod lb;
 pub mod mirror;
 pub mod outcome;
 pub mod outlier;
+pub mod pipeline;
+pub mod proxy;
+pub mod records;
 pub mod redirect;
 pub mod retry;
 pub mod rewrite;
+mod rng;
 pub mod route;
+pub mod snapshot;
+pub mod stats;
 pub mod timeout;
+pub mod upstream;

@@ -6,7 +6,9 @@
 //! Active requests are counted per endpoint by [`ActiveRequest`] guards: the pipeline takes one
 //! ([`super::Balancer::begin`]) when it sends a request to an endpoint and drops it when the
 //! exchange ends, as Envoy's `rq_active` gauge rises and falls. The counters are atomics shared by
-//! every balancer rebuilt from the same cluster, so a health change does not lose them.
+//! every balancer rebuilt from the same cluster, so a health change does not lose them, and by
+//! the balancer of an updated cluster for the endpoints it keeps (same address), so an endpoint
+//! update does not lose them either.
 
 use std::sync::{
     Arc,
@@ -16,12 +18,19 @@ use std::sync::{
 /// Active requests per endpoint, by endpoint index.
 #[derive(Clone, Debug)]
 pub(super) struct ActiveRequests {
-    counts: Arc<[AtomicU64]>,
+    counts: Arc<[Arc<AtomicU64>]>,
 }
 
 impl ActiveRequests {
-    pub(super) fn new(endpoints: usize) -> Self {
-        Self { counts: (0..endpoints).map(|_| AtomicU64::new(0)).collect() }
+    /// Counters for `endpoints` endpoints, sharing those `previous(index)` gives (the counter of
+    /// the same endpoint in the cluster's previous version).
+    pub(super) fn carried(endpoints: usize, previous: impl Fn(usize) -> Option<Arc<AtomicU64>>) -> Self {
+        Self { counts: (0..endpoints).map(|i| previous(i).unwrap_or_default()).collect() }
+    }
+
+    /// The counter of `endpoint`, to share with a later version of the cluster.
+    pub(super) fn counter(&self, endpoint: usize) -> Option<Arc<AtomicU64>> {
+        self.counts.get(endpoint).cloned()
     }
 
     pub(super) fn get(&self, endpoint: usize) -> u64 {
@@ -31,8 +40,9 @@ impl ActiveRequests {
     /// Counts one more request to `endpoint` until the guard is dropped; `None` for an index that
     /// is not an endpoint.
     pub(super) fn begin(&self, endpoint: usize) -> Option<ActiveRequest> {
-        self.counts.get(endpoint)?.fetch_add(1, Ordering::Relaxed);
-        Some(ActiveRequest { counts: Arc::clone(&self.counts), endpoint })
+        let count = self.counts.get(endpoint)?;
+        count.fetch_add(1, Ordering::Relaxed);
+        Some(ActiveRequest { count: Arc::clone(count), endpoint })
     }
 }
 
@@ -40,7 +50,7 @@ impl ActiveRequests {
 #[derive(Debug)]
 #[must_use = "the request counts as active only while the guard is held"]
 pub struct ActiveRequest {
-    counts: Arc<[AtomicU64]>,
+    count: Arc<AtomicU64>,
     endpoint: usize,
 }
 
@@ -53,9 +63,7 @@ impl ActiveRequest {
 
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
-        if let Some(count) = self.counts.get(self.endpoint) {
-            count.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

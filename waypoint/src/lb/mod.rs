@@ -145,6 +145,17 @@ impl Balancer {
     /// Compiles `cluster`, every endpoint healthy. `seed` (a random draw) is where round robin
     /// starts.
     pub fn new(cluster: &Cluster, seed: u64) -> Result<Self, LbError> {
+        Self::build(cluster, seed, None)
+    }
+
+    /// Compiles a new version of a cluster, every endpoint healthy, keeping what `previous` (its
+    /// last version) knew: the round-robin position, and the active-request counts of the
+    /// endpoints that are still there (by address).
+    pub fn carried_over(cluster: &Cluster, previous: &Balancer) -> Result<Self, LbError> {
+        Self::build(cluster, previous.shared.round_robin.position(), Some(previous))
+    }
+
+    fn build(cluster: &Cluster, seed: u64, previous: Option<&Balancer>) -> Result<Self, LbError> {
         let name = format!("{}|{}|{}", cluster.hostname, cluster.port, cluster.subset);
         let error = |(field, reason): (String, String)| LbError { cluster: name.clone(), field, reason };
         let policy = compile_policy(cluster.load_balancer.as_ref()).map_err(error)?;
@@ -157,9 +168,14 @@ impl Balancer {
                 Ok(Endpoint { config: config.clone(), address, hash_key: address.to_string() })
             })
             .collect::<Result<Vec<_>, LbError>>()?;
+        let active = ActiveRequests::carried(endpoints.len(), |i| {
+            let previous = &previous?.shared;
+            let old = previous.endpoints.iter().position(|e| e.address == endpoints[i].address)?;
+            previous.active.counter(old)
+        });
         let shared = Shared {
             cluster: name.clone(),
-            active: ActiveRequests::new(endpoints.len()),
+            active,
             endpoints,
             policy,
             min_health_percent: cluster.outlier_detection.as_ref().map_or(0, |o| o.min_health_percent),

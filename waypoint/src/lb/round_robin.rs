@@ -16,6 +16,11 @@ impl RoundRobin {
         Self { next: AtomicU64::new(start) }
     }
 
+    /// Where the next pick starts (for the cluster's next version).
+    pub(super) fn position(&self) -> u64 {
+        self.next.load(Ordering::Relaxed)
+    }
+
     /// The next endpoint of `in_use`; `None` when it is empty.
     pub(super) fn pick(&self, in_use: &[usize]) -> Option<usize> {
         let len = in_use.len() as u64;

@@ -359,3 +359,15 @@ fn unusable_policies_and_endpoints_are_refused_with_their_field() {
     bad[2].port = 70_000;
     assert_eq!(refused(cluster(bad, simple(SimpleLoadBalancer::Random))).field, "endpoints[2]");
 }
+
+#[test]
+fn a_new_version_of_the_cluster_keeps_active_counts_of_the_endpoints_that_remain() {
+    let before = balancer(&cluster(four(), simple(SimpleLoadBalancer::LeastRequest)));
+    let guard = before.begin(2).unwrap();
+    let mut endpoints = four();
+    endpoints.remove(0);
+    let after = Balancer::carried_over(&cluster(endpoints, simple(SimpleLoadBalancer::LeastRequest)), &before).unwrap();
+    assert_eq!(after.active_requests(1), 1, "the old endpoint 2 is now 1");
+    drop(guard);
+    assert_eq!(after.active_requests(1), 0, "a request begun before the update ends in the new counts");
+}

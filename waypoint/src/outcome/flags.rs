@@ -117,6 +117,12 @@ impl ResponseFlags {
         self
     }
 
+    /// These flags and `other`'s.
+    #[must_use]
+    pub fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
     pub fn contains(self, flag: ResponseFlag) -> bool {
         self.0 & flag.bit() != 0
     }

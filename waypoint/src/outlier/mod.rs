@@ -34,9 +34,12 @@
 //! - **Panic**: when fewer than `minHealthPercent` of the endpoints are healthy, the load balancer
 //!   ignores ejections ([`crate::lb::in_panic`]); [`Detector::in_panic`] says whether it does.
 //!
+//! - **Endpoint updates**: a new version of the cluster starts a new detector, which takes over
+//!   the state of the endpoints it keeps ([`Detector::carry_over`], by address: Envoy keeps a
+//!   host's detector state while the host stays in the cluster).
+//!
 //! Not modelled: Envoy's success-rate and failure-percentage detectors and local-origin split
-//! (Istio configures none), ejection jitter (Istio sets none), and carrying state across an
-//! endpoint update (a new `Cluster` starts a new detector).
+//! (Istio configures none), and ejection jitter (Istio sets none).
 
 #[cfg(test)]
 mod tests;
@@ -122,7 +125,7 @@ pub struct Detector {
     stats: Stats,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 struct EndpointState {
     consecutive_5xx: u32,
     consecutive_gateway_errors: u32,
@@ -265,6 +268,19 @@ impl Detector {
             }
         }
         returned
+    }
+
+    /// Takes over the state (counters, ejection, multiplier) of the endpoints the previous
+    /// version of the cluster had: `old_index(i)` is endpoint `i`'s index in `previous`, if it
+    /// was there. Endpoints that are gone take their ejections with them.
+    pub fn carry_over(&mut self, previous: &Detector, old_index: impl Fn(usize) -> Option<usize>) {
+        for (index, state) in self.endpoints.iter_mut().enumerate() {
+            if let Some(old) = old_index(index).and_then(|i| previous.endpoints.get(i)) {
+                *state = *old;
+            }
+        }
+        self.ejected = self.endpoints.iter().filter(|s| s.ejected_at.is_some()).count();
+        self.stats = previous.stats;
     }
 
     /// Whether `endpoint` is ejected.

@@ -268,3 +268,22 @@ fn unknown_endpoints_are_ignored_and_bad_settings_refused() {
     );
     assert!(Detector::for_cluster(&cluster(3, config(|c| c.min_health_percent = 200))).is_err());
 }
+
+#[test]
+fn an_endpoint_update_keeps_the_state_of_the_endpoints_that_remain() {
+    let t0 = Instant::now();
+    let mut before = detector(4, config(|c| c.max_ejection_percent = 100));
+    record_n(&mut before, 1, Outcome::Status(500), 5, t0);
+    record_n(&mut before, 2, Outcome::Status(500), 3, t0);
+    assert!(before.is_ejected(1));
+    // Endpoint 0 went away; the others moved down one place; a new one was added at the end.
+    let mut after = detector(4, config(|c| c.max_ejection_percent = 100));
+    after.carry_over(&before, |i| (i < 3).then_some(i + 1));
+    assert!(after.is_ejected(0), "the ejected endpoint stays ejected");
+    assert_eq!(after.healthy_count(), 3);
+    assert_eq!(record_n(&mut after, 1, Outcome::Status(500), 2, t0).len(), 1, "its 3 earlier errors count");
+    assert!(!after.is_ejected(3));
+    assert_eq!(after.stats().ejections_enforced_consecutive_5xx, 2);
+    // It returns when its time is up, as it would have.
+    assert_eq!(after.tick(t0 + 30 * SECOND), [0, 1]);
+}

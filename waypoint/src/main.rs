@@ -1,0 +1,48 @@
+//! `waypoint`: see `docs/architecture.md` (Waypoint). This file only parses flags, sets up
+//! logging and the runtime; `ambit_waypoint::app::run` does the rest.
+
+use std::process::ExitCode;
+
+use ambit_waypoint::config::{Args, LogFormat};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let print_config = args.print_config;
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("waypoint: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if print_config {
+        println!("{}", serde_json::to_string_pretty(&config).expect("config serializes"));
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&config.log, config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("waypoint: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ambit_waypoint::app::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("waypoint failed: {e:#}");
+            eprintln!("waypoint failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::new(filter);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

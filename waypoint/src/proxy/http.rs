@@ -1,0 +1,72 @@
+//! HTTP over one CONNECT stream: HTTP/1.1 (kept alive) or HTTP/2 (multiplexed), by the service
+//! port's protocol or, when it has none, by what the client sends first. Every request goes
+//! through [`crate::pipeline::handle`].
+
+use std::{convert::Infallible, sync::Arc};
+
+use ambit_common::api::v1::AppProtocol;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::{Downstream, Waypoint};
+use crate::{
+    detect::{Detected, detect},
+    io::{Joined, Rewind},
+    pipeline,
+};
+
+type Tunnel = Joined<ambit_common::hbone::stream::H2Read, ambit_common::hbone::stream::H2Write>;
+
+pub async fn serve_stream(wp: Arc<Waypoint>, down: Downstream, protocol: AppProtocol, mut io: Tunnel) {
+    match protocol {
+        AppProtocol::Http => http1(wp, down, io).await,
+        AppProtocol::Http2 | AppProtocol::Grpc => http2(wp, down, io).await,
+        AppProtocol::Tcp => super::tcp::relay(wp, down, io, bytes::Bytes::new()).await,
+        AppProtocol::Unspecified => match detect(&mut io).await {
+            Ok((Detected::Http1, prefix)) => http1(wp, down, Rewind::new(prefix, io)).await,
+            Ok((Detected::Http2, prefix)) => http2(wp, down, Rewind::new(prefix, io)).await,
+            Ok((Detected::Tcp, prefix)) => super::tcp::relay(wp, down, io, prefix).await,
+            Err(e) => tracing::debug!(peer = %down.peer, error = %e, "the stream failed before its protocol was known"),
+        },
+    }
+}
+
+async fn http1<IO>(wp: Arc<Waypoint>, mut down: Downstream, io: IO)
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    down.version = http::Version::HTTP_11;
+    let down = Arc::new(down);
+    let service = service_fn(move |request| {
+        let (wp, down) = (wp.clone(), down.clone());
+        async move { Ok::<_, Infallible>(pipeline::handle(&wp, &down, request).await) }
+    });
+    let result = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "downstream HTTP/1.1 connection ended with an error");
+    }
+}
+
+async fn http2<IO>(wp: Arc<Waypoint>, mut down: Downstream, io: IO)
+where
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    down.version = http::Version::HTTP_2;
+    let down = Arc::new(down);
+    let service = service_fn(move |request| {
+        let (wp, down) = (wp.clone(), down.clone());
+        async move { Ok::<_, Infallible>(pipeline::handle(&wp, &down, request).await) }
+    });
+    let result = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "downstream HTTP/2 connection ended with an error");
+    }
+}

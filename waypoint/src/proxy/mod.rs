@@ -1,0 +1,53 @@
+//! The waypoint's listener side: HBONE in ([`inbound`]), then per CONNECT stream the protocol of
+//! the service port (declared, or detected), served as HTTP through the pipeline ([`http`]) or
+//! relayed as TCP ([`tcp`]).
+
+pub mod http;
+pub mod inbound;
+pub mod tcp;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use ambit_common::{hbone, identity::SpiffeId};
+
+use crate::{identity::Identity, records::Records, snapshot::ConfigStore, stats::Stats, upstream::Connector};
+
+/// Everything the data path shares.
+pub struct Waypoint {
+    pub config: ConfigStore,
+    pub identity: Identity,
+    pub connector: Arc<Connector>,
+    pub hbone: hbone::Settings,
+    pub records: Records,
+    pub stats: Stats,
+}
+
+impl Waypoint {
+    /// `hbone_port`: where endpoints' HBONE listeners are (15008).
+    pub fn new(config: ConfigStore, identity: Identity, hbone_port: u16) -> Arc<Self> {
+        let settings = hbone::Settings::default();
+        Arc::new(Self {
+            config,
+            connector: Connector::new(identity.clone(), settings.clone(), hbone_port),
+            identity,
+            hbone: settings,
+            records: Records::default(),
+            stats: Stats::default(),
+        })
+    }
+}
+
+/// Who sent a stream, and where it was going.
+#[derive(Clone, Debug)]
+pub struct Downstream {
+    /// The HBONE peer (the source workload's address, as its node proxy connects from it).
+    pub peer: SocketAddr,
+    /// The peer's verified SPIFFE identity.
+    pub identity: Option<SpiffeId>,
+    /// The CONNECT authority: the service VIP and port.
+    pub destination: SocketAddr,
+    /// The waypoint's own address on the connection.
+    pub local: SocketAddr,
+    /// HTTP/1.1 or HTTP/2, once known.
+    pub version: ::http::Version,
+}
