@@ -122,7 +122,7 @@ impl ReplayBody {
             rest: None,
             trailers_sent: false,
             end_stream: self.end_stream,
-            hint: self.hint.clone(),
+            hint: self.hint,
         })
     }
 
@@ -201,6 +201,11 @@ impl HttpBody for ReplayBody {
                         shared.overflow = true;
                         shared.chunks = Vec::new();
                     }
+                    // A body of known length is over with its last byte: its reader may never
+                    // poll for the end.
+                    if this.rest.as_ref().is_some_and(HttpBody::is_end_stream) {
+                        shared.ended = true;
+                    }
                 } else if let Some(trailers) = frame.trailers_ref() {
                     shared.trailers = Some(trailers.clone());
                     shared.ended = true;
@@ -216,7 +221,7 @@ impl HttpBody for ReplayBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.hint.clone()
+        self.hint
     }
 }
 

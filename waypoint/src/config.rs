@@ -142,9 +142,9 @@ mod tests {
 
     use super::*;
 
+    /// Required flags plus `extra`; a flag in `extra` replaces the default one.
     fn parse(extra: &[&str]) -> Result<Config, ConfigError> {
-        let mut argv = vec![
-            "waypoint",
+        let defaults = [
             "--control-plane=https://172.30.0.254:15010",
             "--ca-root=/etc/ambit/ca.pem",
             "--token-file=/etc/ambit/token",
@@ -152,6 +152,9 @@ mod tests {
             "--name=waypoint",
             "--service-account=waypoint",
         ];
+        let flag = |arg: &str| arg.split('=').next().unwrap_or_default().to_owned();
+        let mut argv = vec!["waypoint"];
+        argv.extend(defaults.iter().filter(|d| !extra.iter().any(|e| flag(e) == flag(d))));
         argv.extend_from_slice(extra);
         Args::try_parse_from(argv).expect("flags parse").into_config()
     }

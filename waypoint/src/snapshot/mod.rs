@@ -35,9 +35,9 @@ pub enum CompileError {
     #[error(transparent)]
     Route(#[from] RouteError),
     #[error("route table {hostname} port {port}, route {route:?}: {source}")]
-    RouteAction { hostname: String, port: u32, route: String, source: RouteActionError },
+    RouteAction { hostname: String, port: u32, route: String, source: Box<RouteActionError> },
     #[error("route table {hostname} port {port}, tcp route #{index}: {source}")]
-    TcpRoute { hostname: String, port: u32, index: usize, source: RouteActionError },
+    TcpRoute { hostname: String, port: u32, index: usize, source: Box<RouteActionError> },
     #[error("route table {hostname}: vips[{index}] has {len} bytes (4 or 16 expected)")]
     Vip { hostname: String, index: usize, len: usize },
     #[error("route table {hostname}: ports: {port} is not a TCP port")]
@@ -187,7 +187,7 @@ fn compile_port(
                 hostname: hostname.to_owned(),
                 port: routes.port,
                 route: if r.name.is_empty() { format!("#{i}") } else { r.name.clone() },
-                source,
+                source: Box::new(source),
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -204,10 +204,10 @@ fn compile_port(
                         hostname: hostname.to_owned(),
                         port: routes.port,
                         index,
-                        source: RouteActionError::MissingCluster {
+                        source: Box::new(RouteActionError::MissingCluster {
                             field: format!("clusters[{i}]"),
                             cluster: c.cluster.clone(),
-                        },
+                        }),
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()

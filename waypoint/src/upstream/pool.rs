@@ -55,13 +55,22 @@ pub struct EndpointPool {
     pub target: Target,
     idle: Mutex<Vec<IdleH1>>,
     h2: Mutex<Option<H2Conn>>,
+    /// Held while an HTTP/2 connection is being opened, so concurrent requests share it instead
+    /// of each opening their own.
+    h2_connecting: tokio::sync::Mutex<()>,
     /// Connections opened so far (for `/config_dump`).
     opened: AtomicU64,
 }
 
 impl EndpointPool {
     pub fn new(target: Target) -> Arc<Self> {
-        Arc::new(Self { target, idle: Mutex::default(), h2: Mutex::default(), opened: AtomicU64::new(0) })
+        Arc::new(Self {
+            target,
+            idle: Mutex::default(),
+            h2: Mutex::default(),
+            h2_connecting: tokio::sync::Mutex::new(()),
+            opened: AtomicU64::new(0),
+        })
     }
 
     pub fn connections_opened(&self) -> u64 {
@@ -177,6 +186,10 @@ impl EndpointPool {
             if let Some(sender) = self.shared_h2(limits) {
                 break sender;
             }
+            let connecting = self.h2_connecting.lock().await;
+            if let Some(sender) = self.shared_h2(limits) {
+                break sender;
+            }
             if let Some(slot) = breaker.connection(limits) {
                 let io = connector.connect(&self.target, limits.connect_timeout).await.map_err(TryError::Connect)?;
                 let (sender, connection) = http2::Builder::new(TokioExecutor::new())
@@ -197,6 +210,7 @@ impl EndpointPool {
                     Some(H2Conn { sender: sender.clone(), last_used: Instant::now(), uses: 1 });
                 break sender;
             }
+            drop(connecting);
             if pending.is_none() {
                 pending = Some(breaker.pending(limits).ok_or(TryError::Overflow)?);
                 breaker.connection_overflow();

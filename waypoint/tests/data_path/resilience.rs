@@ -1,0 +1,317 @@
+//! What happens when things go wrong: timeouts, retries, faults, mirrors, circuit breakers,
+//! outlier detection, and a configuration that does not compile.
+
+use std::{sync::Arc, time::Duration};
+
+use ambit_common::api::v1::{
+    AppProtocol, ConnectionPool, Fault, FaultAbort, FaultDelay, Forward, HttpRoute, Mirror, OutlierDetection,
+    RegexRewrite, RetryOn, RetryPolicy, UpstreamProtocol, fault_abort, forward::PathRewrite, http_route,
+};
+use futures::future::join_all;
+use http::StatusCode;
+use tokio::sync::Notify;
+
+use crate::harness::*;
+
+fn with_forward(name: &str, forward: Forward) -> HttpRoute {
+    HttpRoute { name: name.into(), action: Some(http_route::Action::Forward(forward)), ..Default::default() }
+}
+
+/// An upstream that holds every request until `release` is notified.
+async fn held(name: &'static str, release: Arc<Notify>) -> Upstream {
+    Upstream::start(
+        name,
+        false,
+        Arc::new(move |_, _| {
+            let release = release.clone();
+            Box::pin(async move {
+                release.notified().await;
+                reply(200, "late")
+            })
+        }),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_route_timeout_answers_504_ut() {
+    let release = Arc::new(Notify::new());
+    let slow = held("slow", release.clone()).await;
+    let mesh = Mesh::start().await;
+    let forward = Forward { clusters: vec![to("slow", 100)], timeout_ms: 200, ..Default::default() };
+    mesh.apply(vec![
+        table(AppProtocol::Http, vec![with_forward("slow", forward)]),
+        cluster_resource(cluster("slow", vec![slow.endpoint()], UpstreamProtocol::Http1)),
+    ])
+    .unwrap();
+    let mut client = mesh.http1().await;
+    let (status, _, body) = read(send1(&mut client, get("/", &[])).await).await;
+    assert_eq!((status, body.as_str()), (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"));
+    assert_eq!(mesh.last_record().response_flags, "UT");
+    release.notify_waiters();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_are_made_until_success_or_the_limit_urx() {
+    // Fails the first two requests, then succeeds.
+    let flaky = Upstream::start(
+        "flaky",
+        false,
+        Arc::new(|n, _| Box::pin(async move { if n < 2 { reply(503, "busy") } else { reply(200, "ok") } })),
+    )
+    .await;
+    let broken = Upstream::start("broken", false, Arc::new(|_, _| Box::pin(async { reply(503, "down") }))).await;
+    let mesh = Mesh::start().await;
+    let retry = RetryPolicy {
+        attempts: 2,
+        retry_on: vec![RetryOn::RetryOn5xx as i32],
+        backoff_base_interval_ms: 1,
+        ..Default::default()
+    };
+    let flaky_route = HttpRoute {
+        r#match: Some(ambit_common::api::v1::HttpMatch {
+            uri: Some(ambit_common::api::v1::StringMatcher {
+                kind: Some(ambit_common::api::v1::string_matcher::Kind::Prefix("/flaky".into())),
+            }),
+            ..Default::default()
+        }),
+        ..with_forward(
+            "flaky",
+            Forward { clusters: vec![to("flaky", 100)], retry: Some(retry.clone()), ..Default::default() },
+        )
+    };
+    let broken_route =
+        with_forward("broken", Forward { clusters: vec![to("broken", 100)], retry: Some(retry), ..Default::default() });
+    mesh.apply(vec![
+        table(AppProtocol::Http, vec![flaky_route, broken_route]),
+        cluster_resource(cluster("flaky", vec![flaky.endpoint()], UpstreamProtocol::Http1)),
+        cluster_resource(cluster("broken", vec![broken.endpoint()], UpstreamProtocol::Http1)),
+    ])
+    .unwrap();
+    let mut client = mesh.http1().await;
+    let (status, _, body) = read(send1(&mut client, get("/flaky", &[])).await).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+    assert_eq!(flaky.requests(), 3, "two retries reached the upstream");
+    let record = mesh.last_record();
+    assert_eq!((record.attempts, record.response_flags.as_str()), (3, "-"));
+
+    let (status, _, body) = read(send1(&mut client, get("/other", &[])).await).await;
+    assert_eq!((status, body.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "down"), "the last response is passed on");
+    assert_eq!(broken.requests(), 3);
+    let record = mesh.last_record();
+    assert_eq!((record.attempts, record.response_flags.as_str()), (3, "URX"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_abort_at_their_rate_and_delay() {
+    let v1 = Upstream::ok("v1", true).await;
+    let mesh = Mesh::start().await;
+    let abort_half = HttpRoute {
+        fault: Some(Fault {
+            delay: None,
+            abort: Some(FaultAbort { status: Some(fault_abort::Status::HttpStatus(503)), per_million: 500_000 }),
+        }),
+        r#match: Some(ambit_common::api::v1::HttpMatch {
+            headers: vec![ambit_common::api::v1::HeaderMatch { name: "x-abort".into(), value: None }],
+            ..Default::default()
+        }),
+        ..forward_route("abort", vec![to("v1", 100)])
+    };
+    let delay_all = HttpRoute {
+        fault: Some(Fault { delay: Some(FaultDelay { fixed_delay_ms: 20, per_million: 1_000_000 }), abort: None }),
+        ..forward_route("delay", vec![to("v1", 100)])
+    };
+    mesh.apply(vec![
+        table(AppProtocol::Http2, vec![abort_half, delay_all]),
+        cluster_resource(cluster("v1", vec![v1.endpoint()], UpstreamProtocol::Http2)),
+    ])
+    .unwrap();
+    let client = mesh.http2().await;
+    let results = join_all((0..400).map(|_| {
+        let mut client = client.clone();
+        async move { read(client.send_request(get2("/", &[("x-abort", "1")])).await.unwrap()).await }
+    }))
+    .await;
+    let aborted: Vec<_> = results.iter().filter(|(status, _, _)| *status == StatusCode::SERVICE_UNAVAILABLE).collect();
+    // Half of 400; the standard deviation is 10.
+    assert!((140..=260).contains(&aborted.len()), "{} of 400 aborted", aborted.len());
+    assert!(aborted.iter().all(|(_, _, body)| body == "fault filter abort"));
+    assert_eq!(v1.requests(), 400 - aborted.len(), "aborted requests never reach the upstream");
+    let flags = tally(mesh.records().into_iter().map(|r| r.response_flags));
+    assert_eq!(flags.get("FI").copied(), Some(aborted.len()));
+
+    let mut client = client.clone();
+    let (status, _, _) = read(client.send_request(get2("/", &[])).await.unwrap()).await;
+    assert_eq!((status, mesh.last_record().response_flags.as_str()), (StatusCode::OK, "DI"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrors_get_a_shadow_copy_that_never_affects_the_response() {
+    let v1 = Upstream::ok("v1", false).await;
+    let release = Arc::new(Notify::new());
+    let shadow = held("shadow", release.clone()).await;
+    let mesh = Mesh::start().await;
+    let forward = Forward {
+        clusters: vec![to("v1", 100)],
+        mirrors: vec![Mirror { cluster: cluster_name("shadow"), per_million: 1_000_000 }],
+        path_rewrite: Some(PathRewrite::RegexRewrite(RegexRewrite {
+            pattern: "^/v1/".into(),
+            substitution: "/".into(),
+        })),
+        ..Default::default()
+    };
+    mesh.apply(vec![
+        table(AppProtocol::Http, vec![with_forward("mirrored", forward)]),
+        cluster_resource(cluster("v1", vec![v1.endpoint()], UpstreamProtocol::Http1)),
+        cluster_resource(cluster("shadow", vec![shadow.endpoint()], UpstreamProtocol::Http1)),
+    ])
+    .unwrap();
+    let mut client = mesh.http1().await;
+    let post = http::Request::post("/v1/items")
+        .header("host", format!("{HOST}:{PORT}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"payload")))
+        .unwrap();
+    // The shadow never answers while we wait: the response must not wait for it.
+    let (status, _, body) = read(send1(&mut client, post).await).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "v1"));
+    assert_eq!(mesh.last_record().mirrored, [cluster_name("shadow")]);
+    let mut waited = 0;
+    while shadow.seen().is_empty() && waited < 500 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    let seen = shadow.seen();
+    assert_eq!(seen[0].authority, format!("{HOST}-shadow:{PORT}"));
+    assert_eq!(seen[0].path, "/items", "the copy is the rewritten request");
+    assert_eq!(v1.seen()[0].authority, format!("{HOST}:{PORT}"), "the original keeps its authority");
+    release.notify_waiters();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn circuit_breakers_answer_503_uo_when_connections_and_pending_are_full() {
+    let release = Arc::new(Notify::new());
+    let slow = held("slow", release.clone()).await;
+    let mesh = Mesh::start().await;
+    let mut slow_cluster = cluster("slow", vec![slow.endpoint()], UpstreamProtocol::Http1);
+    slow_cluster.connection_pool =
+        Some(ConnectionPool { max_connections: 1, http1_max_pending_requests: 1, ..Default::default() });
+    mesh.apply(vec![
+        table(AppProtocol::Http2, vec![forward_route("slow", vec![to("slow", 100)])]),
+        cluster_resource(slow_cluster),
+    ])
+    .unwrap();
+    let client = mesh.http2().await;
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..4 {
+        let (mut client, done_tx) = (client.clone(), done_tx.clone());
+        tokio::spawn(async move {
+            let response = read(client.send_request(get2("/", &[])).await.unwrap()).await;
+            let _ = done_tx.send(response);
+        });
+    }
+    // One request holds the connection, one waits for it; the other two overflow at once.
+    let mut early = Vec::new();
+    for _ in 0..2 {
+        early.push(done_rx.recv().await.unwrap());
+    }
+    for (status, _, body) in &early {
+        assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.ends_with("reset reason: overflow"), "{body}");
+    }
+    let uo = mesh.records().into_iter().filter(|r| r.response_flags == "UO").count();
+    assert_eq!(uo, 2);
+    // Released one by one: the held request answers, then the pending one gets the connection.
+    let mut late = Vec::new();
+    while late.len() < 2 {
+        release.notify_waiters();
+        if let Ok(Some(done)) = tokio::time::timeout(Duration::from_millis(50), done_rx.recv()).await {
+            late.push(done);
+        }
+    }
+    assert!(late.iter().all(|(status, _, _)| *status == StatusCode::OK));
+    assert_eq!(slow.connections(), 1, "never more than maxConnections");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outlier_detection_ejects_a_failing_endpoint_and_takes_it_back() {
+    let good = Upstream::ok("good", false).await;
+    let bad = Upstream::start("bad", false, Arc::new(|_, _| Box::pin(async { reply(500, "bad") }))).await;
+    let mesh = Mesh::start().await;
+    let mut both = cluster("pool", vec![good.endpoint(), bad.endpoint()], UpstreamProtocol::Http1);
+    both.load_balancer = Some(ambit_common::api::v1::LoadBalancer {
+        policy: Some(ambit_common::api::v1::load_balancer::Policy::Simple(
+            ambit_common::api::v1::SimpleLoadBalancer::RoundRobin as i32,
+        )),
+    });
+    both.outlier_detection = Some(OutlierDetection {
+        consecutive_5xx_errors: 3,
+        interval_ms: 50,
+        base_ejection_time_ms: 300,
+        max_ejection_percent: 100,
+        ..Default::default()
+    });
+    mesh.apply(vec![
+        table(AppProtocol::Http, vec![forward_route("pool", vec![to("pool", 100)])]),
+        cluster_resource(both),
+    ])
+    .unwrap();
+    let mut client = mesh.http1().await;
+    // Round robin: the bad endpoint gets every other request until its third 500 ejects it.
+    for _ in 0..6 {
+        read(send1(&mut client, get("/", &[])).await).await;
+    }
+    assert_eq!(bad.requests(), 3);
+    let status = mesh.store.current().clusters[&cluster_name("pool")].status();
+    assert!(status.endpoints[1].ejected && !status.endpoints[0].ejected, "{status:?}");
+    for _ in 0..10 {
+        let (status, _, body) = read(send1(&mut client, get("/", &[])).await).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "good"), "the ejected endpoint is skipped");
+    }
+    assert_eq!(bad.requests(), 3);
+    // The interval timer brings it back after the base ejection time.
+    let mut waited = 0;
+    while mesh.store.current().clusters[&cluster_name("pool")].status().endpoints[1].ejected && waited < 500 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    for _ in 0..4 {
+        read(send1(&mut client, get("/", &[])).await).await;
+    }
+    assert!(bad.requests() > 3, "back in load balancing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_update_is_refused_and_the_last_good_one_keeps_serving() {
+    let v1 = Upstream::ok("v1", false).await;
+    let mesh = Mesh::start().await;
+    let good = || {
+        vec![
+            table(AppProtocol::Http, vec![forward_route("default", vec![to("v1", 100)])]),
+            cluster_resource(cluster("v1", vec![v1.endpoint()], UpstreamProtocol::Http1)),
+        ]
+    };
+    mesh.apply(good()).unwrap();
+    let bad_regex = HttpRoute {
+        r#match: Some(ambit_common::api::v1::HttpMatch {
+            uri: Some(ambit_common::api::v1::StringMatcher {
+                kind: Some(ambit_common::api::v1::string_matcher::Kind::Regex("([".into())),
+            }),
+            ..Default::default()
+        }),
+        ..forward_route("broken", vec![to("v1", 100)])
+    };
+    let error = mesh
+        .apply(vec![
+            table(AppProtocol::Http, vec![bad_regex]),
+            cluster_resource(cluster("v1", vec![v1.endpoint()], UpstreamProtocol::Http1)),
+        ])
+        .unwrap_err();
+    assert!(error.contains(HOST) && error.contains("broken") && error.contains("match.uri"), "{error}");
+    let missing = mesh.apply(vec![table(AppProtocol::Http, vec![forward_route("default", vec![to("gone", 100)])])]);
+    assert!(missing.unwrap_err().contains("gone"), "a route to a cluster that is not sent is refused");
+    let version = mesh.store.current().version;
+    assert_eq!(version, 1, "still the first update");
+    let mut client = mesh.http1().await;
+    let (status, _, body) = read(send1(&mut client, get("/", &[])).await).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "v1"));
+}

@@ -1,0 +1,276 @@
+//! Where requests go: matches, weights, rewrites, local answers, authorization, protocols,
+//! connection reuse, HBONE endpoints.
+
+use ambit_common::api::v1::{
+    AppProtocol, AuthorizationAction, DirectResponse, HeaderMatch, HttpAuthorization, HttpAuthorizationOperation,
+    HttpAuthorizationRule, HttpMatch, HttpRoute, PortRoutes, Redirect, Resource, StringMatch, StringMatcher, TcpRoute,
+    UpstreamProtocol, http_route, resource::Kind, string_match, string_matcher,
+};
+use futures::future::join_all;
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::*;
+
+fn exact(value: &str) -> Option<StringMatcher> {
+    Some(StringMatcher { kind: Some(string_matcher::Kind::Exact(value.into())) })
+}
+
+fn prefix(value: &str) -> Option<StringMatcher> {
+    Some(StringMatcher { kind: Some(string_matcher::Kind::Prefix(value.into())) })
+}
+
+fn upstream_of(headers: &http::HeaderMap) -> String {
+    headers.get("x-upstream").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_matches_and_prefixes_pick_the_route() {
+    let (v1, v2, v3) =
+        (Upstream::ok("v1", false).await, Upstream::ok("v2", false).await, Upstream::ok("v3", false).await);
+    let mesh = Mesh::start().await;
+    let jason = HttpRoute {
+        r#match: Some(HttpMatch {
+            headers: vec![HeaderMatch { name: "end-user".into(), value: exact("jason") }],
+            ..Default::default()
+        }),
+        ..forward_route("jason", vec![to("v2", 100)])
+    };
+    let api = HttpRoute {
+        r#match: Some(HttpMatch { uri: prefix("/api/"), ..Default::default() }),
+        ..forward_route("api", vec![to("v3", 100)])
+    };
+    mesh.apply(vec![
+        table(AppProtocol::Http, vec![jason, api, forward_route("default", vec![to("v1", 100)])]),
+        cluster_resource(cluster("v1", vec![v1.endpoint()], UpstreamProtocol::Http1)),
+        cluster_resource(cluster("v2", vec![v2.endpoint()], UpstreamProtocol::Http1)),
+        cluster_resource(cluster("v3", vec![v3.endpoint()], UpstreamProtocol::Http1)),
+    ])
+    .unwrap();
+    let mut client = mesh.http1().await;
+    let cases = [
+        (get("/", &[("end-user", "jason")]), "v2", "jason"),
+        (get("/api/items", &[]), "v3", "api"),
+        (get("/apix", &[]), "v1", "default"),
+        (get("/", &[("end-user", "bob")]), "v1", "default"),
+    ];
+    for (request, upstream, route) in cases {
+        let (status, headers, _) = read(send1(&mut client, request).await).await;
+        assert_eq!((status, upstream_of(&headers)), (StatusCode::OK, upstream.to_owned()));
+        let record = mesh.last_record();
+        assert_eq!(record.route_name.as_deref(), Some(route));
+        assert_eq!((record.protocol, record.attempts, record.response_flags.as_str()), ("HTTP/1.1", 1, "-"));
+    }
+    assert_eq!(v2.seen()[0].authority, format!("{HOST}:{PORT}"), "the Host header is passed on");
+    assert_eq!(mesh.last_record().source_identity.as_deref(), Some("spiffe://cluster.local/ns/client/sa/sleep"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weighted_split_follows_the_weights() {
+    let (v1, v2) = (Upstream::ok("v1", true).await, Upstream::ok("v2", true).await);
+    let mesh = Mesh::start().await;
+    mesh.apply(vec![
+        table(AppProtocol::Http2, vec![forward_route("split", vec![to("v1", 80), to("v2", 20)])]),
+        cluster_resource(cluster("v1", vec![v1.endpoint()], UpstreamProtocol::Http2)),
+        cluster_resource(cluster("v2", vec![v2.endpoint()], UpstreamProtocol::Http2)),
+    ])
+    .unwrap();
+    let client = mesh.http2().await;
+    let mut names = Vec::new();
+    for _ in 0..20 {
+        let batch = (0..100).map(|_| {
+            let mut client = client.clone();
+            async move { read(client.send_request(get2("/", &[])).await.unwrap()).await }
+        });
+        names.extend(join_all(batch).await.into_iter().map(|(_, headers, _)| upstream_of(&headers)));
+    }
+    let counts = tally(names);
+    let v2_share = counts.get("v2").copied().unwrap_or(0);
+    assert_eq!(counts.values().sum::<usize>(), 2000);
+    // 20 % of 2000 is 400; the standard deviation is about 18, so ±100 is over five of them.
+    assert!((300..=500).contains(&v2_share), "v2 got {v2_share} of 2000: {counts:?}");
+    assert_eq!((v1.connections(), v2.connections()), (1, 1), "one multiplexed HTTP/2 connection per endpoint");
+    assert!(mesh.records().iter().all(|r| r.protocol == "HTTP/2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_upstream_connections_are_kept_alive_and_reused() {
+    let v1 = Upstream::ok("v1", false).await;
+    let mesh = Mesh::start().await;
+    mesh.apply(vec![
+        table(AppProtocol::Http, vec![forward_route("default", vec![to("v1", 100)])]),
+        cluster_resource(cluster("v1", vec![v1.endpoint()], UpstreamProtocol::Http1)),
+    ])
+    .unwrap();
+    let mut client = mesh.http1().await;
+    for _ in 0..5 {
+        let (status, _, body) = read(send1(&mut client, get("/", &[])).await).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "v1"));
+    }
+    assert_eq!((v1.requests(), v1.connections()), (5, 1), "five requests on one kept-alive connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_and_direct_responses_are_answered_by_the_waypoint() {
+    let mesh = Mesh::start().await;
+    let redirect = HttpRoute {
+        name: "moved".into(),
+        r#match: Some(HttpMatch { uri: prefix("/old"), ..Default::default() }),
+        action: Some(http_route::Action::Redirect(Redirect {
+            path: "/new".into(),
+            authority: "ratings".into(),
+            status: 301,
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let direct = HttpRoute {
+        name: "teapot".into(),
+        action: Some(http_route::Action::DirectResponse(DirectResponse {
+            status: 418,
+            body: b"short and stout".to_vec(),
+        })),
+        ..Default::default()
+    };
+    mesh.apply(vec![table(AppProtocol::Http, vec![redirect, direct])]).unwrap();
+    let mut client = mesh.http1().await;
+    let (status, headers, _) = read(send1(&mut client, get("/old?x=1", &[])).await).await;
+    assert_eq!(
+        (status, &headers["location"]),
+        (StatusCode::MOVED_PERMANENTLY, &"http://ratings/new?x=1".parse::<http::HeaderValue>().unwrap())
+    );
+    let (status, _, body) = read(send1(&mut client, get("/other", &[])).await).await;
+    assert_eq!((status.as_u16(), body.as_str()), (418, "short and stout"));
+    assert_eq!(mesh.last_record().attempts, 0, "nothing went upstream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_denies_with_403_and_no_route_is_404() {
+    let v1 = Upstream::ok("v1", false).await;
+    let mesh = Mesh::start().await;
+    let deny_admin = HttpAuthorization {
+        name: "deny-admin".into(),
+        namespace: "bookinfo".into(),
+        action: AuthorizationAction::Deny as i32,
+        hostnames: vec![],
+        rules: vec![HttpAuthorizationRule {
+            to: vec![HttpAuthorizationOperation {
+                paths: vec![StringMatch { kind: Some(string_match::Kind::Prefix("/admin".into())) }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        not_enforced: vec![],
+    };
+    let only_api = HttpRoute {
+        r#match: Some(HttpMatch { uri: prefix("/"), method: exact("GET"), ..Default::default() }),
+        ..forward_route("get", vec![to("v1", 100)])
+    };
+    mesh.apply(vec![
+        table(AppProtocol::Http, vec![only_api]),
+        cluster_resource(cluster("v1", vec![v1.endpoint()], UpstreamProtocol::Http1)),
+        Resource { name: "bookinfo/deny-admin".into(), kind: Some(Kind::HttpAuthorization(deny_admin)) },
+    ])
+    .unwrap();
+    let mut client = mesh.http1().await;
+    let (status, _, body) = read(send1(&mut client, get("/admin/users", &[])).await).await;
+    assert_eq!((status, body.as_str()), (StatusCode::FORBIDDEN, "RBAC: access denied"));
+    assert!(mesh.last_record().detail.unwrap().contains("bookinfo/deny-admin"));
+    let post =
+        http::Request::post("/x").header("host", HOST).body(http_body_util::Full::new(bytes::Bytes::new())).unwrap();
+    let (status, _, _) = read(send1(&mut client, post).await).await;
+    assert_eq!((status, mesh.last_record().response_flags.as_str()), (StatusCode::NOT_FOUND, "NR"));
+    assert_eq!(v1.requests(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_to_an_unknown_service_is_refused() {
+    let mesh = Mesh::start().await;
+    mesh.apply(vec![table(AppProtocol::Http, vec![])]).unwrap();
+    let error = mesh.tunnel("10.96.0.99:80".parse().unwrap()).await.err().expect("refused");
+    assert!(matches!(error, ambit_common::hbone::HboneError::Refused { status: 404, .. }), "{error}");
+    let error = mesh.tunnel(std::net::SocketAddr::from((VIP, 81))).await.err().expect("refused");
+    assert!(matches!(error, ambit_common::hbone::HboneError::Refused { status: 404, .. }), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hbone_endpoint_is_reached_with_mtls_as_the_waypoint() {
+    let v1 = Upstream::ok("v1", false).await;
+    let ca = ambit_common::identity::testing::TestCa::new(TD);
+    let endpoint_id = id("bookinfo", "reviews");
+    let hbone = HboneEndpoint::start(&ca, &endpoint_id).await;
+    let mesh = Mesh::start_on(ca, hbone.port).await;
+    let mut endpoint = v1.endpoint();
+    endpoint.transport = ambit_common::api::v1::EndpointTransport::Hbone as i32;
+    endpoint.identity = endpoint_id.to_string();
+    let mut wrong = endpoint.clone();
+    wrong.identity = id("bookinfo", "impostor").to_string();
+    mesh.apply(vec![
+        table(AppProtocol::Http, vec![forward_route("default", vec![to("v1", 100)])]),
+        cluster_resource(cluster("v1", vec![endpoint], UpstreamProtocol::Http1)),
+    ])
+    .unwrap();
+    let mut client = mesh.http1().await;
+    for _ in 0..3 {
+        let (status, _, body) = read(send1(&mut client, get("/", &[])).await).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "v1"));
+    }
+    assert_eq!(
+        hbone.clients.lock().unwrap().as_slice(),
+        [id("bookinfo", "waypoint")],
+        "one mTLS connection, as the waypoint"
+    );
+    assert_eq!(v1.connections(), 1, "the upstream HTTP/1.1 connection in the tunnel is reused");
+
+    // An endpoint that must present another identity is refused at the TLS handshake: 503 UF.
+    mesh.apply(vec![
+        table(AppProtocol::Http, vec![forward_route("default", vec![to("v1", 100)])]),
+        cluster_resource(cluster("v1", vec![wrong], UpstreamProtocol::Http1)),
+    ])
+    .unwrap();
+    let (status, _, _) = read(send1(&mut client, get("/", &[])).await).await;
+    assert_eq!((status, mesh.last_record().response_flags.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "UF"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeclared_ports_detect_http_and_tcp_and_tcp_routes_relay_bytes() {
+    let v1 = Upstream::ok("v1", false).await;
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_port = echo.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = echo.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = tcp.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    let mut echo_endpoint = v1.endpoint();
+    echo_endpoint.port = u32::from(echo_port);
+    let mesh = Mesh::start().await;
+    let port = PortRoutes {
+        port: u32::from(PORT),
+        name: "undeclared".into(),
+        protocol: AppProtocol::Unspecified as i32,
+        http: vec![forward_route("default", vec![to("v1", 100)])],
+        tcp: vec![TcpRoute { matches: vec![], clusters: vec![to("echo", 100)] }],
+    };
+    mesh.apply(vec![
+        table_with(port),
+        cluster_resource(cluster("v1", vec![v1.endpoint()], UpstreamProtocol::Http1)),
+        cluster_resource(cluster("echo", vec![echo_endpoint], UpstreamProtocol::Unspecified)),
+    ])
+    .unwrap();
+    let mut h1 = mesh.http1().await;
+    let (status, _, body) = read(send1(&mut h1, get("/", &[])).await).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "v1"), "HTTP/1.1 detected");
+    let mut h2 = mesh.http2().await;
+    let (status, _, body) = read(h2.send_request(get2("/", &[])).await.unwrap()).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "v1"), "h2c prior knowledge detected");
+    assert_eq!(mesh.last_record().protocol, "HTTP/2");
+    let mut raw = mesh.tunnel(vip()).await.unwrap();
+    raw.write_all(b"\x00\x01 not http at all").await.unwrap();
+    let mut echoed = [0u8; 18];
+    raw.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"\x00\x01 not http at all", "anything else is relayed by the TCP route");
+}
