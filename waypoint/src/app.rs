@@ -26,7 +26,24 @@ use crate::{
 /// The port endpoints' node proxies take HBONE on.
 const HBONE_PORT: u16 = 15008;
 
+/// A started waypoint.
+pub struct Running {
+    pub waypoint: Arc<Waypoint>,
+    /// Where the HBONE listener and the admin API are bound.
+    pub listen: std::net::SocketAddr,
+    pub admin: std::net::SocketAddr,
+}
+
+/// Starts the waypoint and serves until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let _running = start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    Ok(())
+}
+
+/// Starts everything and returns once the listeners are bound; the work goes on in tasks.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
     let roots = std::fs::read_to_string(&config.ca_root)
         .with_context(|| format!("reading the CA roots {} (--ca-root)", config.ca_root.display()))?;
     let bundle = TrustBundle::from_pem(&roots).with_context(|| format!("{} (--ca-root)", config.ca_root.display()))?;
@@ -61,20 +78,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the HBONE listener {} (--listen)", config.listen))?;
+    let listen = listener.local_addr().context("the HBONE listener's address")?;
     tokio::spawn(inbound::serve(listener, waypoint.clone()));
     let state = Arc::new(AdminState {
-        waypoint,
+        waypoint: waypoint.clone(),
         config: serde_json::to_value(&config).context("the configuration as JSON")?,
         subscription: status,
     });
     let admin = admin::serve(config.admin, state)
         .await
         .with_context(|| format!("serving the admin API on {} (--admin)", config.admin))?;
-    tracing::info!(listen = %config.listen, %admin, identity = %config.identity,
+    tracing::info!(%listen, %admin, identity = %config.identity,
         gateway = %format_args!("{}/{}", config.namespace, config.name), "waypoint started");
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    Ok(())
+    Ok(Running { waypoint, listen, admin })
 }
 
 async fn shutdown_signal() {

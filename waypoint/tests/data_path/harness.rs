@@ -55,7 +55,7 @@ pub(crate) fn id(ns: &str, sa: &str) -> SpiffeId {
 }
 
 pub(crate) struct Mesh {
-    pub(crate) ca: TestCa,
+    pub(crate) ca: Arc<TestCa>,
     pub(crate) waypoint: Arc<Waypoint>,
     pub(crate) store: ConfigStore,
     pub(crate) addr: SocketAddr,
@@ -69,11 +69,16 @@ impl Mesh {
     /// `hbone_port`.
     pub(crate) async fn start_on(ca: TestCa, hbone_port: u16) -> Self {
         let cert = ca.issue(&id("bookinfo", "waypoint"), Duration::from_secs(3600));
-        let store = ConfigStore::default();
-        let waypoint = Waypoint::new(store.clone(), Identity::fixed(cert, ca.bundle()), hbone_port);
+        let waypoint = Waypoint::new(ConfigStore::default(), Identity::fixed(cert, ca.bundle()), hbone_port);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(inbound::serve(listener, waypoint.clone()));
+        Self::attach(Arc::new(ca), waypoint, addr)
+    }
+
+    /// A client of a waypoint already serving on `addr`, with a certificate from `ca`.
+    pub(crate) fn attach(ca: Arc<TestCa>, waypoint: Arc<Waypoint>, addr: SocketAddr) -> Self {
+        let store = waypoint.config.clone();
         let client_cert = ca.issue(&id("client", "sleep"), Duration::from_secs(3600));
         Self {
             ca,
