@@ -5,8 +5,8 @@
 //! `Cluster`s (`common/proto/ambit/v1/route.proto`) with every Istio default written out, so the
 //! waypoint executes what it receives and never re-derives Istio semantics.
 //!
-//! What exists today are the decisions of the request pipeline, each a pure module (no IO, no
-//! clock: durations and random draws are arguments), compiled once per configuration update and
+//! Two layers. The decisions of the request pipeline are pure modules (no IO, no clock:
+//! durations and random draws are arguments), compiled once per configuration update and
 //! unit-tested:
 //!
 //! | module | job |
@@ -24,10 +24,22 @@
 //! | [`lb`] | a cluster's endpoint for a request: round robin, least request, random, passthrough, or a consistent hash (ring or Maglev) of a header, cookie, query parameter or the source IP; healthy endpoints only, all of them in panic mode |
 //! | [`outlier`] | outlier detection: consecutive 5xx and gateway errors eject an endpoint for a growing time, within `maxEjectionPercent`; which endpoints are ejected, and whether the cluster is in panic |
 //! | [`outcome`] | every way a request fails, as Envoy answers it: status, body, gRPC trailers-only reply, access-log flags |
+//! | [`detect`] | the protocol of an undeclared port from the first bytes: h2c preface, HTTP/1 method, else TCP |
 //!
-//! Not built yet (see the waypoint issue): the binary and its data path (HBONE in, HTTP/1.1,
-//! HTTP/2 and gRPC, HBONE out through the destination's node proxy), the request pipeline that
-//! strings these modules together in one function, and connection pools and circuit breaking.
+//! The data path strings them together:
+//!
+//! | module | job |
+//! |---|---|
+//! | [`config`] | flags (with environment variables) validated into a dumpable `Config` |
+//! | [`app`] | start-up: the certificate from the CA, the Discovery subscription, the listeners |
+//! | [`identity`] | the waypoint's certificate (renewed) and the mesh roots |
+//! | [`snapshot`] | each accepted update compiled into an immutable snapshot (service ports by VIP and port, routes, clusters, policies); a bad one is NACKed |
+//! | [`proxy`] | HBONE in (mTLS, CONNECT by `vip:port`), HTTP/1.1 or HTTP/2 per stream, TCP routes relayed |
+//! | [`pipeline`] | [`pipeline::handle`]: every step of a request in one function, and the forwarding with retries and mirrors |
+//! | [`upstream`] | clusters at run time: load balancer, outlier detector, circuit breakers, pooled HTTP/1.1 and HTTP/2 connections over TCP or HBONE |
+//! | [`body`] | streamed bodies: a bounded replay copy for retries and mirrors, responses that hold their guards |
+//! | [`io`] | an HBONE stream as one byte stream, replaying peeked bytes |
+//! | [`records`], [`stats`], [`admin`] | access records, counters, the admin API |
 
 pub mod admin;
 pub mod app;
