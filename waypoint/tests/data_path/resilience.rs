@@ -315,3 +315,136 @@ async fn a_bad_update_is_refused_and_the_last_good_one_keeps_serving() {
     let (status, _, body) = read(send1(&mut client, get("/", &[])).await).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "v1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_failure_is_retried_on_another_endpoint() {
+    let good = Upstream::ok("good", false).await;
+    // Bound, then closed: connecting there is refused.
+    let dead_port = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let mut dead = good.endpoint();
+    dead.port = u32::from(dead_port);
+    let mesh = Mesh::start().await;
+    let mut pool = cluster("pool", vec![dead, good.endpoint()], UpstreamProtocol::Http1);
+    pool.load_balancer = Some(ambit_common::api::v1::LoadBalancer {
+        policy: Some(ambit_common::api::v1::load_balancer::Policy::Simple(
+            ambit_common::api::v1::SimpleLoadBalancer::RoundRobin as i32,
+        )),
+    });
+    let retry = RetryPolicy {
+        attempts: 1,
+        retry_on: vec![RetryOn::ConnectFailure as i32],
+        retry_other_endpoints: true,
+        backoff_base_interval_ms: 1,
+        ..Default::default()
+    };
+    let no_retry = HttpRoute {
+        r#match: Some(ambit_common::api::v1::HttpMatch {
+            headers: vec![ambit_common::api::v1::HeaderMatch { name: "x-no-retry".into(), value: None }],
+            ..Default::default()
+        }),
+        ..forward_route("no-retry", vec![to("pool", 100)])
+    };
+    let retried =
+        with_forward("retried", Forward { clusters: vec![to("pool", 100)], retry: Some(retry), ..Default::default() });
+    mesh.apply(vec![table(AppProtocol::Http, vec![no_retry, retried]), cluster_resource(pool)]).unwrap();
+    let mut client = mesh.http1().await;
+    for _ in 0..4 {
+        let (status, _, body) = read(send1(&mut client, get("/", &[])).await).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "good"));
+    }
+    let attempts: Vec<u32> = mesh.records().iter().map(|r| r.attempts).collect();
+    assert!(attempts.contains(&2), "a try to the dead endpoint was retried on the good one: {attempts:?}");
+    // Without a retry policy the dead endpoint's refusal is the answer: 503 UF.
+    let mut flags = Vec::new();
+    for _ in 0..2 {
+        let (status, _, body) = read(send1(&mut client, get("/", &[("x-no-retry", "1")])).await).await;
+        let record = mesh.last_record();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert!(body.contains("remote connection failure"), "{body}");
+            flags.push(record.response_flags);
+        }
+    }
+    assert_eq!(flags, ["UF"], "round robin sends one of two requests to the dead endpoint");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_requests_per_connection_retires_connections() {
+    let v1 = Upstream::ok("v1", false).await;
+    let mesh = Mesh::start().await;
+    let mut once = cluster("v1", vec![v1.endpoint()], UpstreamProtocol::Http1);
+    once.connection_pool = Some(ConnectionPool { max_requests_per_connection: 1, ..Default::default() });
+    mesh.apply(vec![
+        table(AppProtocol::Http, vec![forward_route("default", vec![to("v1", 100)])]),
+        cluster_resource(once),
+    ])
+    .unwrap();
+    let mut client = mesh.http1().await;
+    for _ in 0..3 {
+        let (status, _, _) = read(send1(&mut client, get("/", &[])).await).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!((v1.requests(), v1.connections()), (3, 3), "one request per connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_requests_get_trailers_only_replies_and_grpc_retries() {
+    // Answers UNAVAILABLE (trailers-only) once, then OK.
+    let grpc = Upstream::start(
+        "grpc",
+        true,
+        Arc::new(|n, _| {
+            Box::pin(async move {
+                let status = if n == 0 { "14" } else { "0" };
+                http::Response::builder()
+                    .header("content-type", "application/grpc")
+                    .header("grpc-status", status)
+                    .body(http_body_util::Full::new(bytes::Bytes::new()))
+                    .unwrap()
+            })
+        }),
+    )
+    .await;
+    let mesh = Mesh::start().await;
+    let retry = RetryPolicy {
+        attempts: 2,
+        retry_on: vec![RetryOn::Unavailable as i32],
+        backoff_base_interval_ms: 1,
+        ..Default::default()
+    };
+    let aborted = HttpRoute {
+        r#match: Some(ambit_common::api::v1::HttpMatch {
+            headers: vec![ambit_common::api::v1::HeaderMatch { name: "x-abort".into(), value: None }],
+            ..Default::default()
+        }),
+        fault: Some(Fault {
+            delay: None,
+            abort: Some(FaultAbort { status: Some(fault_abort::Status::GrpcStatus(8)), per_million: 1_000_000 }),
+        }),
+        ..forward_route("aborted", vec![to("grpc", 100)])
+    };
+    let retried =
+        with_forward("grpc", Forward { clusters: vec![to("grpc", 100)], retry: Some(retry), ..Default::default() });
+    mesh.apply(vec![
+        table(AppProtocol::Grpc, vec![aborted, retried]),
+        cluster_resource(cluster("grpc", vec![grpc.endpoint()], UpstreamProtocol::Http2)),
+    ])
+    .unwrap();
+    let mut client = mesh.http2().await;
+    let call = |abort: bool| {
+        let mut builder = http::Request::post(format!("http://{HOST}:{PORT}/pkg.Svc/Method"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+        if abort {
+            builder = builder.header("x-abort", "1");
+        }
+        builder.body(http_body_util::Full::new(bytes::Bytes::from_static(b"\0\0\0\0\0"))).unwrap()
+    };
+    let (status, headers, _) = read(client.send_request(call(false)).await.unwrap()).await;
+    assert_eq!((status, &headers["grpc-status"]), (StatusCode::OK, &http::HeaderValue::from(0)));
+    assert_eq!(grpc.requests(), 2, "UNAVAILABLE was retried");
+    assert_eq!(mesh.last_record().attempts, 2);
+    let (status, headers, _) = read(client.send_request(call(true)).await.unwrap()).await;
+    assert_eq!((status, &headers["grpc-status"]), (StatusCode::OK, &http::HeaderValue::from(8)));
+    let record = mesh.last_record();
+    assert_eq!((record.response_flags.as_str(), record.grpc_status), ("FI", Some(8)));
+}
