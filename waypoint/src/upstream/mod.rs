@@ -32,13 +32,14 @@ pub enum TryError {
 }
 
 impl TryError {
-    /// A hyper client error, in Envoy's reset reasons.
+    /// A hyper client error, in Envoy's reset reasons (HTTP/2 reset reasons are only reachable
+    /// through the error's sources).
     pub(crate) fn from_hyper(error: &hyper::Error, target: &Target) -> Self {
         let h2_reason = std::iter::successors(std::error::Error::source(error), |e| e.source())
-            .find_map(|e| e.downcast_ref::<h2_reason::H2Error>().and_then(h2_reason::reason));
+            .find_map(|e| e.downcast_ref::<h2::Error>().and_then(h2::Error::reason));
         let reason = if error.is_parse() || error.is_parse_status() || error.is_parse_too_large() {
             ResetReason::ProtocolError
-        } else if h2_reason == Some(h2_reason::REFUSED_STREAM) {
+        } else if h2_reason == Some(h2::Reason::REFUSED_STREAM) {
             ResetReason::RefusedStream
         } else if h2_reason.is_some() {
             ResetReason::Remote
@@ -90,14 +91,4 @@ fn chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
-}
-
-/// HTTP/2 reset reasons inside hyper's errors (hyper exposes them only through `source()`).
-mod h2_reason {
-    pub(super) use h2::Error as H2Error;
-    pub(super) const REFUSED_STREAM: h2::Reason = h2::Reason::REFUSED_STREAM;
-
-    pub(super) fn reason(error: &H2Error) -> Option<h2::Reason> {
-        error.reason()
-    }
 }
