@@ -98,7 +98,8 @@ async fn stream(wp: Arc<Waypoint>, mut down: Downstream, request: ConnectRequest
     let snapshot = wp.config.current();
     let Some(service) = snapshot.service(destination).cloned() else {
         tracing::warn!(peer = %down.peer, %destination, version = snapshot.version,
-            "CONNECT to an address no service bound to this waypoint has (no route table with this VIP and port); refused (404)");
+            "CONNECT to an address no service bound to this waypoint has (no route table with this VIP and port; \
+             workload addresses, for waypoints bound to workloads, are not served yet); refused (404)");
         inc(&wp.stats.streams_refused);
         return request.reject(StatusCode::NOT_FOUND);
     };
