@@ -1,6 +1,8 @@
 //! HTTP over one CONNECT stream: HTTP/1.1 (kept alive) or HTTP/2 (multiplexed), by the service
-//! port's protocol or, when it has none, by what the client sends first. Every request goes
-//! through [`crate::pipeline::handle`].
+//! port's protocol and what the client sends first. A port declared `http` takes both HTTP/1.1
+//! and HTTP/2 with prior knowledge, as Envoy's codec `AUTO` does on Istio's inbound listeners;
+//! `http2`/`grpc` ports take HTTP/2 only; an undeclared port may also turn out to be TCP. Every
+//! request goes through [`crate::pipeline::handle`].
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -20,7 +22,13 @@ type Tunnel = Joined<ambit_common::hbone::stream::H2Read, ambit_common::hbone::s
 
 pub async fn serve_stream(wp: Arc<Waypoint>, down: Downstream, protocol: AppProtocol, mut io: Tunnel) {
     match protocol {
-        AppProtocol::Http => http1(wp, down, io).await,
+        AppProtocol::Http => match detect(&mut io).await {
+            Ok((Detected::Http2, prefix)) => http2(wp, down, Rewind::new(prefix, io)).await,
+            // Anything else on a declared HTTP port is HTTP/1.1 (a malformed request gets its
+            // 400 from the HTTP/1 codec; a silent client is simply waited for).
+            Ok((Detected::Http1 | Detected::Tcp, prefix)) => http1(wp, down, Rewind::new(prefix, io)).await,
+            Err(e) => tracing::debug!(peer = %down.peer, error = %e, "the stream failed before its first request"),
+        },
         AppProtocol::Http2 | AppProtocol::Grpc => http2(wp, down, io).await,
         AppProtocol::Tcp => super::tcp::relay(wp, down, io, bytes::Bytes::new()).await,
         AppProtocol::Unspecified => match detect(&mut io).await {
