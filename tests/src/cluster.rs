@@ -100,6 +100,9 @@ impl ClusterBuilder {
         }
         let node_netns: Vec<String> = nodes.iter().map(|n| n.netns_name.clone()).collect();
         topology::route_between_nodes(&node_netns)?;
+        if control_plane.is_some() {
+            topology::route_pods_from_fabric(&fabric_name, nodes.len())?;
+        }
         let cluster = Cluster {
             run,
             fabric,

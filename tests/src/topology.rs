@@ -93,6 +93,15 @@ pub fn route_between_nodes(node_netns: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Routes each node's pod CIDR via its uplink IP in the fabric namespace, so that processes
+/// there (the control plane) can answer pods that talk to them directly, as a waypoint does.
+pub fn route_pods_from_fabric(fabric: &str, nodes: usize) -> anyhow::Result<()> {
+    for j in 0..nodes {
+        ip_in(fabric, &["route", "add", &pod_cidr(j), "via", &uplink_ip(j).to_string(), "dev", BRIDGE])?;
+    }
+    Ok(())
+}
+
 /// What a pod's wiring needs.
 pub struct PodLink<'a> {
     pub node_netns: &'a str,
