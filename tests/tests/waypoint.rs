@@ -444,7 +444,7 @@ struct Echo {
     servers: BTreeMap<String, (Pod, App)>,
     service: ServiceSpec,
     /// Last: dropped after the processes above, it removes the whole run.
-    _cluster: Cluster,
+    cluster: Cluster,
 }
 
 impl Echo {
@@ -457,7 +457,9 @@ impl Echo {
             .build()
             .expect("local cluster with a control plane starts");
         let waypoint = cluster.add_waypoint(WaypointOptions::new(NS, "waypoint").node(0)).expect("the waypoint starts");
-        let client = cluster.add_pod(PodOptions::new("client", NS).node(0).service_account("client")).expect("client");
+        let client = cluster
+            .add_pod(PodOptions::new("client", NS).node(0).service_account("client").labels(&[("app", "client")]))
+            .expect("client");
         let serve_protocol = if protocol == "grpc" { "grpc" } else { "http" };
         let mut servers = BTreeMap::new();
         for &(name, version) in pods {
@@ -482,7 +484,7 @@ impl Echo {
             cluster.apply("echo-routing.yaml", routing, objects).expect("routing applied");
         }
         wait_waypoint_config(&waypoint, &["echo.bookinfo.svc.cluster.local"]);
-        Self { waypoint, client, servers, service, _cluster: cluster }
+        Self { waypoint, client, servers, service, cluster }
     }
 
     fn url(&self, path: &str) -> String {
@@ -621,4 +623,68 @@ spec:
     assert_eq!(echo.received("grpc-v1"), 20, "two tries per request reach grpc-v1");
     let records = echo.waypoint.requests(0).expect("waypoint /requests");
     assert!(records.iter().all(|r| r["protocol"] == "HTTP/2"), "gRPC is HTTP/2 end to end");
+}
+
+#[test]
+fn source_labels_route_and_l7_authorization_denies_with_rbac_403() {
+    let routing = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo, namespace: bookinfo}
+spec:
+  hosts: [echo]
+  http:
+  - name: from-client
+    match:
+    - sourceLabels: {app: client}
+    route:
+    - destination: {host: echo, subset: v2}
+  - name: default
+    route:
+    - destination: {host: echo, subset: v1}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo, namespace: bookinfo}
+spec:
+  host: echo
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: echo-no-admin, namespace: bookinfo}
+spec:
+  targetRefs:
+  - {kind: Service, group: '', name: echo}
+  action: DENY
+  rules:
+  - to:
+    - operation:
+        paths: [/admin*]
+";
+    let objects =
+        [("VirtualService", NS, "echo"), ("DestinationRule", NS, "echo"), ("AuthorizationPolicy", NS, "echo-no-admin")];
+    let echo = Echo::start(&[("echo-v1", "v1"), ("echo-v2", "v2")], "http", routing, &objects);
+    // sourceLabels: the labelled client goes to v2, a pod without the label to v1 (Istio's own
+    // waypoint drops sourceLabels; this one resolves them to workloads and checks address and
+    // identity).
+    let (labelled, _) = echo.load(&["--url", &echo.url("/hello"), "--count", "20"]);
+    assert_eq!(count(&labelled, "servedBy", "echo-v2"), 20, "{labelled}");
+    let other =
+        echo.cluster.add_pod(PodOptions::new("other", NS).node(0).service_account("other")).expect("unlabelled client");
+    echo.cluster.wait_converged().expect("converged");
+    let authority = echo.service.authority();
+    let (unlabelled, _) = load(&other, &["--url", &echo.url("/hello"), "--authority", &authority, "--count", "20"]);
+    assert_eq!(count(&unlabelled, "servedBy", "echo-v1"), 20, "{unlabelled}");
+    // L7 policy attached to the service: /admin* is denied with Envoy's 403, before routing, and
+    // never reaches an upstream.
+    let before = echo.received("echo-v1") + echo.received("echo-v2");
+    let (denied, _) = echo.load(&["--url", &echo.url("/admin/users"), "--count", "5"]);
+    assert_eq!(count(&denied, "statuses", "403"), 5, "{denied}");
+    assert_eq!(echo.received("echo-v1") + echo.received("echo-v2"), before, "denied requests reach no upstream");
+    let records = echo.waypoint.requests(0).expect("waypoint /requests");
+    let last = records.last().expect("records");
+    assert_eq!(last["responseCode"], 403, "{last}");
+    assert!(last["detail"].as_str().unwrap_or_default().contains("echo-no-admin"), "names the policy: {last}");
 }
