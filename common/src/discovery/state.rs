@@ -62,6 +62,7 @@ pub fn resource_type(resource: &Resource) -> Option<ResourceType> {
         Kind::Cluster(_) => ResourceType::Cluster,
         Kind::HttpAuthorization(_) => ResourceType::HttpAuthorization,
         Kind::Waypoint(_) => ResourceType::Waypoint,
+        Kind::BoundWorkload(_) => ResourceType::BoundWorkload,
     })
 }
 

@@ -6,8 +6,9 @@
 //!   waypoint. On top of that a node proxy receives the `Authorization` resources its own
 //!   (local) workloads reference, the implicit "allow from the waypoint" ones included: policy
 //!   is enforced where traffic arrives.
-//! - A waypoint receives the route tables and clusters of the services bound to it, and the
-//!   AuthorizationPolicies that target it or those services.
+//! - A waypoint receives the route tables and clusters of the services bound to it, the
+//!   AuthorizationPolicies that target it or those services, and the workloads bound to it
+//!   (read off the node proxies' `Workload`s, so both agree on every binding).
 
 mod binding;
 mod node;
@@ -56,16 +57,12 @@ pub struct Compiled {
     /// Authorization resources by name (`<namespace>/<name>`); a node proxy receives those its
     /// local workloads reference.
     pub authorizations: BTreeMap<String, Resource>,
-    /// RouteTable, Cluster and HttpAuthorization resources per waypoint.
+    /// RouteTable, Cluster, HttpAuthorization and BoundWorkload resources per waypoint.
     pub waypoints: BTreeMap<WaypointKey, Vec<Resource>>,
 }
 
 pub fn compile(snapshot: &Snapshot, mesh: &MeshConfig) -> Compiled {
     let node = node::compile(snapshot, mesh);
-    Compiled {
-        version: snapshot.version(),
-        shared: node.shared,
-        authorizations: node.authorizations,
-        waypoints: waypoint::compile(snapshot, mesh),
-    }
+    let waypoints = waypoint::compile(snapshot, mesh, &node.shared);
+    Compiled { version: snapshot.version(), shared: node.shared, authorizations: node.authorizations, waypoints }
 }

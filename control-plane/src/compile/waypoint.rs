@@ -10,12 +10,14 @@
 //! - [`clusters`], [`policy`], [`endpoints`]: the clusters those routes name, with the
 //!   DestinationRule policy after Istio's override rules and the ready endpoints of each subset;
 //! - [`authz`]: the AuthorizationPolicies attached to the waypoint or its services
-//!   (`targetRefs`), as `HttpAuthorization`s.
+//!   (`targetRefs`), as `HttpAuthorization`s;
+//! - [`workloads`]: the pods bound to the waypoint (for `workload`/`all` waypoints), read off the
+//!   node proxies' `Workload`s so both sides agree, as `BoundWorkload`s.
 //!
 //! Lookups are relative to the waypoint's namespace, as Istio's are to the proxy's: the
 //! VirtualServices and DestinationRules it uses are those visible there (`exportTo`).
 //! Output is deterministic: route tables by hostname, then clusters by name, then
-//! authorizations by name.
+//! authorizations by name, then bound workloads by uid.
 
 mod actions;
 mod authz;
@@ -29,6 +31,7 @@ mod policy;
 mod routes;
 #[cfg(test)]
 mod tests;
+mod workloads;
 
 use std::collections::BTreeMap;
 
@@ -37,12 +40,19 @@ use ambit_common::{
     config::{Duration, Snapshot, model::Percent},
 };
 
-use self::{index::Index, routes::ClusterRefs};
+use self::{index::Index, routes::ClusterRefs, workloads::BoundWorkloads};
 use super::{MeshConfig, WaypointKey};
 
-pub(super) fn compile(snapshot: &Snapshot, mesh: &MeshConfig) -> BTreeMap<WaypointKey, Vec<Resource>> {
+/// `node_shared`: the node proxies' shared resources, whose `Workload`s say which pods are bound
+/// to which waypoint.
+pub(super) fn compile(
+    snapshot: &Snapshot,
+    mesh: &MeshConfig,
+    node_shared: &[Resource],
+) -> BTreeMap<WaypointKey, Vec<Resource>> {
     let index = Index::new(snapshot, mesh);
     let bindings = bind::Bindings::new(&index);
+    let bound = BoundWorkloads::new(node_shared);
     snapshot
         .gateways()
         .filter(|g| g.is_waypoint())
@@ -58,6 +68,7 @@ pub(super) fn compile(snapshot: &Snapshot, mesh: &MeshConfig) -> BTreeMap<Waypoi
                 resources.push(Resource { name: key.name(), kind: Some(Kind::Cluster(clusters::cluster(&ctx, key))) });
             }
             resources.extend(authz::compile(snapshot, gateway, bindings.services(gateway)));
+            resources.extend(bound.resources(&gateway.meta.namespace, &gateway.meta.name, mesh));
             let key = WaypointKey { namespace: gateway.meta.namespace.clone(), name: gateway.meta.name.clone() };
             (key, resources)
         })

@@ -42,8 +42,10 @@ impl Policy {
         Ok(Self { name, action, hostnames: policy.hostnames.clone(), rules, not_enforced: policy.not_enforced.clone() })
     }
 
-    pub(super) fn applies_to(&self, service: &str) -> bool {
-        self.hostnames.is_empty() || self.hostnames.iter().any(|h| h == service)
+    /// `service`: `None` for workload-addressed traffic, which only policies without
+    /// `hostnames` (attached to the waypoint itself) see.
+    pub(super) fn applies_to(&self, service: Option<&str>) -> bool {
+        self.hostnames.is_empty() || service.is_some_and(|s| self.hostnames.iter().any(|h| h == s))
     }
 
     /// No rules: never ("If not set, the match will never occur").

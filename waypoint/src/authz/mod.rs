@@ -12,6 +12,7 @@
 //! "AUDIT policies do not affect whether requests are allowed or denied"; the decision names the
 //! one that matched, for the access log. A policy takes part only when it applies to the request:
 //! its `hostnames` are empty (attached to the waypoint's Gateway) or hold the request's service.
+//! Workload-addressed traffic has no service: only the waypoint's own policies apply to it.
 //!
 //! Matching: a policy with no rules never matches; a rule matches when one source, one operation
 //! and every condition do, an absent part matching anything ("An empty rule is always matched");
@@ -62,8 +63,9 @@ pub enum AuthzError {
 pub struct AuthzRequest<'a> {
     /// Method, authority, path, headers and the peer (address and verified SPIFFE identity).
     pub view: &'a RequestView<'a>,
-    /// The service the request is for: the hostname of the route table that serves it.
-    pub service: &'a str,
+    /// The service the request is for: the hostname of the route table that serves it; `None`
+    /// for traffic addressed to a workload bound to the waypoint.
+    pub service: Option<&'a str>,
     /// The original destination: the address and port the client connected to.
     pub destination: SocketAddr,
     /// The original client's address. Istio takes it from `X-Forwarded-For` only behind trusted

@@ -66,7 +66,8 @@ struct Req {
     uri: &'static str,
     headers: Vec<(&'static str, &'static str)>,
     source: Source,
-    service: &'static str,
+    /// `None`: addressed to a workload bound to the waypoint.
+    service: Option<&'static str>,
     port: u16,
     remote: Option<IpAddr>,
 }
@@ -81,7 +82,7 @@ impl Default for Req {
                 address: IpAddr::from([10, 1, 0, 5]),
                 identity: Some(SpiffeId::new("cluster.local", "shop", "web").unwrap()),
             },
-            service: CART,
+            service: Some(CART),
             port: 8080,
             remote: None,
         }
@@ -342,13 +343,26 @@ fn hostnames_limit_a_policy_to_its_services() {
     let mut d = deny(vec![HttpAuthorizationRule::default()]);
     d.hostnames = vec![CART.into()];
     assert!(!allowed(std::slice::from_ref(&d), Req::default()));
-    assert!(allowed(&[d], Req { service: "pay.shop.svc.cluster.local", ..Req::default() }));
+    assert!(allowed(&[d], Req { service: Some("pay.shop.svc.cluster.local"), ..Req::default() }));
     let mut a = allow(vec![]);
     a.hostnames = vec![CART.into()];
     assert!(
-        allowed(&[a], Req { service: "pay.shop.svc.cluster.local", ..Req::default() }),
+        allowed(&[a], Req { service: Some("pay.shop.svc.cluster.local"), ..Req::default() }),
         "an ALLOW for another service does not apply, so it does not deny"
     );
+}
+
+#[test]
+fn workload_addressed_requests_see_only_the_waypoints_own_policies() {
+    let workload = || Req { service: None, ..Req::default() };
+    let mut for_cart = deny(vec![HttpAuthorizationRule::default()]);
+    for_cart.hostnames = vec![CART.into()];
+    assert!(allowed(std::slice::from_ref(&for_cart), workload()), "a policy limited to a service does not apply");
+    let waypoint_wide = deny(vec![HttpAuthorizationRule::default()]);
+    assert!(!allowed(&[for_cart, waypoint_wide], workload()), "a policy attached to the waypoint does");
+    let mut allow_cart = allow(vec![]);
+    allow_cart.hostnames = vec![CART.into()];
+    assert!(allowed(&[allow_cart], workload()), "an ALLOW for a service neither admits nor denies");
 }
 
 #[test]

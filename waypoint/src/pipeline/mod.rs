@@ -2,8 +2,11 @@
 //! calls the decision modules in Envoy's filter order. Each step either answers the request
 //! (a local reply, a redirect, a preflight) or passes it on:
 //!
-//! 1. the service port the HBONE tunnel was for (the snapshot in force when the request starts);
-//! 2. L7 authorization (`authz`): 403 `RBAC: access denied`;
+//! 1. the service port the HBONE tunnel was for (the snapshot in force when the request starts):
+//!    a service's, or the one synthesized for a bound workload (no VirtualService: one route to
+//!    the workload at the port the client used);
+//! 2. L7 authorization (`authz`): 403 `RBAC: access denied` (for a workload, only the policies
+//!    attached to the waypoint itself);
 //! 3. route selection (`route`): none is 404 NR;
 //! 4. CORS (`cors`): preflights answered here;
 //! 5. fault injection (`fault`): a delay (DI), an abort (FI);
@@ -67,7 +70,7 @@ pub async fn handle(wp: &Waypoint, down: &Downstream, request: Request<Incoming>
         if let Some(authz) = &snapshot.authz {
             let request = AuthzRequest {
                 view: &view,
-                service: &service.hostname,
+                service: service.authz_service(),
                 destination: down.destination,
                 remote: source.address,
             };

@@ -1,7 +1,8 @@
 //! The HBONE listener (`--listen`, 0.0.0.0:15008): mutual TLS with the waypoint's certificate
 //! (the client must present a mesh certificate; its SPIFFE id is the source identity policies
-//! and routes see), then HTTP/2 CONNECT streams. Each stream's authority `vip:port` selects the
-//! service port; an unknown one is refused with 404.
+//! and routes see), then HTTP/2 CONNECT streams. Each stream's authority selects the service
+//! port: a service's `vip:port`, or `<workload ip>:<port>` for a workload bound to the waypoint;
+//! an unknown one is refused with 404.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -96,10 +97,11 @@ async fn stream(wp: Arc<Waypoint>, mut down: Downstream, request: ConnectRequest
     };
     down.destination = destination;
     let snapshot = wp.config.current();
-    let Some(service) = snapshot.service(destination).cloned() else {
+    let Some(service) = snapshot.service(destination) else {
         tracing::warn!(peer = %down.peer, %destination, version = snapshot.version,
-            "CONNECT to an address no service bound to this waypoint has (no route table with this VIP and port; \
-             workload addresses, for waypoints bound to workloads, are not served yet); refused (404)");
+            "CONNECT to an address neither a service nor a workload bound to this waypoint has (no route table \
+             with this VIP and port, no bound workload with this IP: is the destination labelled \
+             istio.io/use-waypoint, and does the waypoint's istio.io/waypoint-for admit it?); refused (404)");
         inc(&wp.stats.streams_refused);
         return request.reject(StatusCode::NOT_FOUND);
     };

@@ -44,7 +44,7 @@ pub struct Downstream {
     pub peer: SocketAddr,
     /// The peer's verified SPIFFE identity.
     pub identity: Option<SpiffeId>,
-    /// The CONNECT authority: the service VIP and port.
+    /// The CONNECT authority: the service VIP and port, or a bound workload's address and port.
     pub destination: SocketAddr,
     /// The waypoint's own address on the connection.
     pub local: SocketAddr,

@@ -208,6 +208,11 @@ impl Policy {
     }
 
     /// Whether retries should prefer endpoints not tried yet.
+    /// How many retries a request may take; 0: none.
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+
     pub fn retry_other_endpoints(&self) -> bool {
         self.retry_other_endpoints
     }

@@ -5,9 +5,12 @@
 //! an error naming the resource and field, and the last good snapshot keeps serving.
 //!
 //! Service ports are indexed by `(vip, port)` here, once per update: a CONNECT's authority is
-//! one map lookup.
+//! one map lookup. Workloads bound to the waypoint are indexed by address; a CONNECT to one of
+//! their addresses that no service VIP claims gets a service port synthesized for it
+//! ([`workload`]).
 
 mod route;
+mod workload;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -22,7 +25,10 @@ use ambit_common::{
 use serde::Serialize;
 use tokio::sync::watch;
 
-pub use self::route::{Action, Forward, Route, RouteActionError, Target};
+pub use self::{
+    route::{Action, Forward, Route, RouteActionError, Target},
+    workload::{BoundTarget, ROUTE_NAME as WORKLOAD_ROUTE, WorkloadError},
+};
 use crate::{
     authz::{Authorizer, AuthzError},
     route::{PortRouter, RouteError},
@@ -50,11 +56,25 @@ pub enum CompileError {
     Cluster(#[from] ClusterError),
     #[error(transparent)]
     Authz(#[from] AuthzError),
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
 }
 
-/// One port of a service bound to this waypoint.
+/// What a CONNECT's authority named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Addressed {
+    /// A service VIP and port: its route table applies.
+    Service,
+    /// A bound workload's address and port: no service, so no VirtualService; only the
+    /// waypoint's own authorization policies apply.
+    Workload,
+}
+
+/// One port of a service bound to this waypoint, or one port of a bound workload (synthesized).
 pub struct ServicePort {
+    /// The service's hostname; for a workload, `workload <namespace>/<name>` (for logs).
     pub hostname: String,
+    pub addressed: Addressed,
     pub port: u16,
     pub protocol: AppProtocol,
     pub router: PortRouter,
@@ -64,10 +84,23 @@ pub struct ServicePort {
     pub tcp: Vec<Vec<Arc<ClusterState>>>,
 }
 
+impl ServicePort {
+    /// The service authorization policies see: `None` for a workload, to which only the
+    /// policies attached to the waypoint itself (no `hostnames`) apply.
+    pub fn authz_service(&self) -> Option<&str> {
+        match self.addressed {
+            Addressed::Service => Some(&self.hostname),
+            Addressed::Workload => None,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Snapshot {
     pub version: u64,
     services: HashMap<SocketAddr, Arc<ServicePort>>,
+    /// Bound workloads by address.
+    workloads: HashMap<IpAddr, Arc<BoundTarget>>,
     pub clusters: BTreeMap<String, Arc<ClusterState>>,
     pub authz: Option<Authorizer>,
     /// Route tables by hostname: their VIPs and ports, for `/config_dump`.
@@ -145,22 +178,64 @@ impl Snapshot {
             tables
                 .insert(hostname.clone(), TableSummary { virtual_service: table.virtual_service.clone(), vips, ports });
         }
-        Ok(Self { version: resources.version(), services, clusters, authz: Some(authz), tables })
+        let workloads = compile_workloads(resources, previous)?;
+        Ok(Self { version: resources.version(), services, workloads, clusters, authz: Some(authz), tables })
     }
 
-    /// The service port a CONNECT to `destination` (`vip:port`) is for.
-    pub fn service(&self, destination: SocketAddr) -> Option<&Arc<ServicePort>> {
-        self.services.get(&destination)
+    /// The service port a CONNECT to `destination` is for: a service's (`vip:port`), else a bound
+    /// workload's (`<workload ip>:<port>`, synthesized on first use).
+    pub fn service(&self, destination: SocketAddr) -> Option<Arc<ServicePort>> {
+        if let Some(service) = self.services.get(&destination) {
+            return Some(service.clone());
+        }
+        self.workloads.get(&destination.ip())?.port(destination)
+    }
+
+    /// The bound workload with address `ip`.
+    pub fn workload(&self, ip: IpAddr) -> Option<&Arc<BoundTarget>> {
+        self.workloads.get(&ip)
     }
 
     pub fn dump(&self) -> serde_json::Value {
         let clusters: Vec<ClusterStatus> = self.clusters.values().map(|c| c.status()).collect();
+        let mut workloads: Vec<_> = self.workloads.values().map(|w| (w.uid(), w)).collect();
+        workloads.sort_by_key(|(uid, _)| *uid);
+        workloads.dedup_by_key(|(uid, _)| *uid);
+        let workloads: Vec<_> = workloads.into_iter().map(|(_, w)| w.summary()).collect();
         serde_json::json!({
             "version": self.version,
             "routeTables": self.tables,
             "clusters": clusters,
+            "boundWorkloads": workloads,
         })
     }
+}
+
+/// Bound workloads by address. Two claiming one address (a stale pod object) is not refused:
+/// the first by uid keeps it, as the control plane keeps one pod per IP.
+fn compile_workloads(
+    resources: &ResourceSet,
+    previous: Option<&Snapshot>,
+) -> Result<HashMap<IpAddr, Arc<BoundTarget>>, CompileError> {
+    let mut by_address: HashMap<IpAddr, Arc<BoundTarget>> = HashMap::new();
+    for resource in resources.of_type(ResourceType::BoundWorkload) {
+        let Some(Kind::BoundWorkload(config)) = &resource.kind else { continue };
+        let old = previous.and_then(|p| {
+            let first = config.addresses.first().and_then(|a| ip(a))?;
+            p.workloads.get(&first).filter(|t| t.uid() == config.uid)
+        });
+        let target = BoundTarget::build(config, old)?;
+        for address in target.addresses() {
+            match by_address.get(address) {
+                Some(other) => tracing::warn!(%address, kept = %other.uid(), ignored = %target.uid(),
+                    "two bound workloads claim one address; the first keeps it (a stale pod object?)"),
+                None => {
+                    by_address.insert(*address, target.clone());
+                }
+            }
+        }
+    }
+    Ok(by_address)
 }
 
 fn compile_port(
@@ -213,7 +288,15 @@ fn compile_port(
                 .collect::<Result<Vec<_>, _>>()
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(ServicePort { hostname: hostname.to_owned(), port, protocol, router, routes: compiled, tcp })
+    Ok(ServicePort {
+        hostname: hostname.to_owned(),
+        addressed: Addressed::Service,
+        port,
+        protocol,
+        router,
+        routes: compiled,
+        tcp,
+    })
 }
 
 fn ip(bytes: &[u8]) -> Option<IpAddr> {
@@ -245,6 +328,7 @@ impl ConfigStore {
         tracing::info!(
             version = next.version,
             services = next.services.len(),
+            workload_addresses = next.workloads.len(),
             clusters = next.clusters.len(),
             "configuration applied"
         );

@@ -121,7 +121,12 @@ impl Mesh {
 
     /// An HTTP/1.1 client over a tunnel to the service.
     pub(crate) async fn http1(&self) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
-        let io = self.tunnel(vip()).await.unwrap();
+        self.http1_to(vip()).await
+    }
+
+    /// An HTTP/1.1 client over a tunnel to `authority`.
+    pub(crate) async fn http1_to(&self, authority: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+        let io = self.tunnel(authority).await.unwrap();
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.unwrap();
         tokio::spawn(conn);
         sender
@@ -129,7 +134,12 @@ impl Mesh {
 
     /// An HTTP/2 client over a tunnel to the service.
     pub(crate) async fn http2(&self) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
-        let io = self.tunnel(vip()).await.unwrap();
+        self.http2_to(vip()).await
+    }
+
+    /// An HTTP/2 client over a tunnel to `authority`.
+    pub(crate) async fn http2_to(&self, authority: SocketAddr) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+        let io = self.tunnel(authority).await.unwrap();
         let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(TokioIo::new(io))

@@ -5,3 +5,4 @@ mod control_plane;
 mod harness;
 mod resilience;
 mod routing;
+mod workload;

@@ -742,6 +742,34 @@ pub struct Cluster {
     #[prost(string, tag = "11")]
     pub destination_rule: ::prost::alloc::string::String,
 }
+/// A workload bound to this waypoint: a pod whose `istio.io/use-waypoint` (or its namespace's)
+/// names a waypoint for `workload` or `all` traffic, exactly the pods whose `Workload.waypoint`
+/// node proxies receive as this waypoint. Node proxies send traffic addressed to one of its
+/// addresses here with CONNECT `<address>:<port>`; the waypoint applies its own L7 policy
+/// (HttpAuthorizations without hostnames) and forwards to the workload at that port.
+/// Resource name: the workload's uid (as its `Workload`).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct BoundWorkload {
+    #[prost(string, tag = "1")]
+    pub uid: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub namespace: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub name: ::prost::alloc::string::String,
+    /// 4 or 16 bytes each.
+    #[prost(bytes = "vec", repeated, tag = "4")]
+    pub addresses: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+    /// The SPIFFE identity ("spiffe://...") it must present over HBONE; empty when it has none.
+    #[prost(string, tag = "5")]
+    pub identity: ::prost::alloc::string::String,
+    #[prost(enumeration = "EndpointTransport", tag = "6")]
+    pub transport: i32,
+    /// The node it runs on; empty when unknown.
+    #[prost(string, tag = "7")]
+    pub node: ::prost::alloc::string::String,
+}
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -1475,7 +1503,7 @@ pub struct Resource {
     /// Unique within its type; see each type for the form.
     #[prost(string, tag = "1")]
     pub name: ::prost::alloc::string::String,
-    #[prost(oneof = "resource::Kind", tags = "2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(oneof = "resource::Kind", tags = "2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub kind: ::core::option::Option<resource::Kind>,
 }
 /// Nested message and enum types in `Resource`.
@@ -1500,6 +1528,8 @@ pub mod resource {
         HttpAuthorization(super::HttpAuthorization),
         #[prost(message, tag = "9")]
         Waypoint(super::Waypoint),
+        #[prost(message, tag = "10")]
+        BoundWorkload(super::BoundWorkload),
     }
 }
 #[derive(serde::Serialize)]
@@ -1516,6 +1546,7 @@ pub enum ResourceType {
     Cluster = 6,
     HttpAuthorization = 7,
     Waypoint = 8,
+    BoundWorkload = 9,
 }
 impl ResourceType {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -1533,6 +1564,7 @@ impl ResourceType {
             Self::Cluster => "CLUSTER",
             Self::HttpAuthorization => "HTTP_AUTHORIZATION",
             Self::Waypoint => "WAYPOINT",
+            Self::BoundWorkload => "BOUND_WORKLOAD",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -1547,6 +1579,7 @@ impl ResourceType {
             "CLUSTER" => Some(Self::Cluster),
             "HTTP_AUTHORIZATION" => Some(Self::HttpAuthorization),
             "WAYPOINT" => Some(Self::Waypoint),
+            "BOUND_WORKLOAD" => Some(Self::BoundWorkload),
             _ => None,
         }
     }

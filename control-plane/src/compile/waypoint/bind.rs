@@ -1,7 +1,7 @@
 //! Which services each waypoint serves; the rules are in [`crate::compile::binding`], shared
 //! with the node proxies' compilation. Pods labelled `istio.io/use-waypoint` send
 //! *workload-addressed* traffic to the waypoint; that traffic has no service and so no route
-//! table here.
+//! table here (see [`super::workloads`]).
 
 use std::collections::BTreeMap;
 

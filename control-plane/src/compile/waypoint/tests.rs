@@ -4,13 +4,22 @@
 mod authz;
 mod policy;
 mod routing;
+mod workloads;
+
+use std::collections::BTreeMap;
 
 use ambit_common::{
     api::v1::{Cluster, HttpRoute, PortRoutes, Resource, RouteTable, resource::Kind},
     config::{ConfigStore, Snapshot, parse_documents},
 };
 
-use super::{MeshConfig, compile};
+use super::{MeshConfig, WaypointKey};
+
+/// Every waypoint's resources, compiled as the control plane does (the node proxies' workloads
+/// first: bound workloads are read off them).
+pub(super) fn compile(snapshot: &Snapshot, mesh: &MeshConfig) -> BTreeMap<WaypointKey, Vec<Resource>> {
+    crate::compile::compile(snapshot, mesh).waypoints
+}
 
 /// A namespace `shop` enrolled in the mesh whose services all use the waypoint `shop/waypoint`,
 /// a `cart` service with an HTTP and a gRPC port and two versions.
@@ -68,7 +77,7 @@ pub(super) fn snapshot(yaml: &str) -> Snapshot {
 /// The resources of waypoint `namespace/name` compiled from `SHOP` plus `extra`.
 pub(super) fn compiled_for(extra: &str, namespace: &str, name: &str) -> Vec<Resource> {
     let all = compile(&snapshot(&format!("{SHOP}---\n{extra}")), &MeshConfig::default());
-    let key = super::WaypointKey { namespace: namespace.into(), name: name.into() };
+    let key = WaypointKey { namespace: namespace.into(), name: name.into() };
     all.get(&key).cloned().unwrap_or_else(|| panic!("no waypoint {namespace}/{name} in {:?}", all.keys()))
 }
 

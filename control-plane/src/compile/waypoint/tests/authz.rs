@@ -4,8 +4,8 @@ use ambit_common::api::v1::{
     AuthorizationAction, HttpAuthorization, HttpConditionKey, Resource, StringMatch, resource::Kind, string_match,
 };
 
-use super::{CART, SHOP, compiled_for, snapshot};
-use crate::compile::{MeshConfig, WaypointKey, waypoint::compile};
+use super::{CART, SHOP, compile, compiled_for, snapshot};
+use crate::compile::{MeshConfig, WaypointKey};
 
 /// A second waypoint `shop/pay-waypoint` serving the `pay` Service and the ServiceEntry `ext`;
 /// a namespace `plain` with a Service `lonely` bound to no waypoint.
