@@ -688,3 +688,69 @@ spec:
     assert_eq!(last["responseCode"], 403, "{last}");
     assert!(last["detail"].as_str().unwrap_or_default().contains("echo-no-admin"), "names the policy: {last}");
 }
+
+/// An L7 policy attached to the waypoint itself (`targetRefs` to its Gateway): applies to every
+/// request it serves, workload-addressed ones included.
+const DENY_ADMIN: &str = "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: deny-admin
+  namespace: bookinfo
+spec:
+  targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: waypoint}]
+  action: DENY
+  rules: [{to: [{operation: {paths: [\"/admin*\"]}}]}]
+";
+
+#[test]
+fn a_pod_addressed_by_its_ip_goes_through_a_waypoint_for_workloads() {
+    require_root();
+    let cluster = Cluster::builder()
+        .nodes(2)
+        .control_plane(true)
+        .namespace(NS, &[AMBIENT, ("istio.io/use-waypoint", "waypoint")])
+        .build()
+        .expect("local cluster with a control plane starts");
+    let waypoint = cluster
+        .add_waypoint(WaypointOptions::new(NS, "waypoint").node(0).waypoint_for("workload"))
+        .expect("the waypoint starts");
+    let client = cluster.add_pod(PodOptions::new("client", NS).node(0).service_account("client")).expect("client");
+    let server = cluster
+        .add_pod(PodOptions::new("ratings-v1", NS).node(1).service_account("ratings").labels(&[("app", "ratings")]))
+        .expect("server pod");
+    let _http = server
+        .spawn_httpapp(&["serve", "--listen", &format!("0.0.0.0:{PORT}"), "--name", "ratings-v1"])
+        .expect("HTTP server starts");
+    let _tcp = server.spawn_app(&["serve", "--listen", "0.0.0.0:8080", "--mode", "echo"]).expect("echo server starts");
+    wait_for(Duration::from_secs(15), "the waypoint's bound workloads", || {
+        let dump = waypoint.admin_get("/config_dump")?.to_string();
+        Ok(dump.contains(&format!("\"workload\":\"{NS}/ratings-v1\"")).then_some(()))
+    });
+
+    let url = |path: &str| format!("http://{}:{PORT}{path}", server.ip());
+    let (summary, _) = load(&client, &["--url", &url("/ratings/1"), "--count", "5", "--timeout-ms", "5000"]);
+    assert_eq!(count(&summary, "statuses", "200"), 5, "{summary}");
+    let destination = format!("{}:{PORT}", server.ip());
+    let records = waypoint.requests(0).expect("the waypoint's requests");
+    let through: Vec<_> = records.iter().filter(|r| r["destination"] == destination.as_str()).collect();
+    assert_eq!(through.len(), 5, "every request went through the waypoint: {records:?}");
+    assert_eq!(through[0]["routeName"], "workload", "{}", through[0]);
+    assert_eq!(through[0]["cluster"], format!("workload|{}|{PORT}", server.uid()).as_str());
+    assert_eq!(through[0]["upstreamHost"], destination.as_str(), "forwarded to the pod at the port the client used");
+    assert_eq!(through[0]["sourceIdentity"], "spiffe://cluster.local/ns/bookinfo/sa/client");
+
+    cluster.apply("deny-admin.yaml", DENY_ADMIN, &[("AuthorizationPolicy", NS, "deny-admin")]).expect("policy applied");
+    let denied = wait_for(Duration::from_secs(15), "the waypoint to enforce deny-admin", || {
+        let (summary, _) = load(&client, &["--url", &url("/admin/stats"), "--count", "1", "--timeout-ms", "5000"]);
+        Ok((count(&summary, "statuses", "403") == 1).then_some(summary))
+    });
+    let records = waypoint.requests(0).expect("the waypoint's requests");
+    let last = records.iter().rev().find(|r| r["path"] == "/admin/stats").expect("the denied request's record");
+    assert_eq!(last["responseCode"], 403, "{denied}");
+    assert!(last["detail"].as_str().unwrap_or_default().contains("bookinfo/deny-admin"), "{last}");
+    let (summary, _) = load(&client, &["--url", &url("/ratings/2"), "--count", "3", "--timeout-ms", "5000"]);
+    assert_eq!(count(&summary, "statuses", "200"), 3, "other paths pass: {summary}");
+
+    // Not HTTP: detected as TCP and relayed to the pod's port.
+    echo(&client, &format!("{}:8080", server.ip()), 1000);
+}

@@ -33,7 +33,7 @@
 //! | [`config`] | flags (with environment variables) validated into a dumpable `Config` |
 //! | [`app`] | start-up: the certificate from the CA, the Discovery subscription, the listeners |
 //! | [`identity`] | the waypoint's certificate (renewed) and the mesh roots |
-//! | [`snapshot`] | each accepted update compiled into an immutable snapshot (service ports by VIP and port, routes, clusters, policies); a bad one is NACKed |
+//! | [`snapshot`] | each accepted update compiled into an immutable snapshot (service ports by VIP and port, bound workloads by address with a port synthesized per pod port used, routes, clusters, policies); a bad one is NACKed |
 //! | [`proxy`] | HBONE in (mTLS, CONNECT by `vip:port`), HTTP/1.1 or HTTP/2 per stream, TCP routes relayed |
 //! | [`pipeline`] | [`pipeline::handle`]: every step of a request in one function, and the forwarding with retries and mirrors |
 //! | [`upstream`] | clusters at run time: load balancer, outlier detector, circuit breakers, pooled HTTP/1.1 and HTTP/2 connections over TCP or HBONE |
