@@ -18,7 +18,8 @@
 //! Every resource a run creates is named with its run id and recorded in
 //! `/run/ambit-harness/<run id>/manifest.json` before it is created; dropping the [`Cluster`]
 //! removes exactly those (also during a panic), and building a cluster sweeps runs whose owner
-//! process died. The crate also holds `ambit-testapp` ([`testapp`]) and `ambit-httpapp` ([`httpapp`]).
+//! process died. The crate also holds `ambit-testapp` ([`testapp`]) and `ambit-httpapp` ([`httpapp`]), and the
+//! waypoint benchmark's driver ([`waypoint_bench`]).
 
 pub mod app;
 pub mod cgroup;
@@ -46,6 +47,7 @@ pub mod sweep;
 pub mod testapp;
 pub mod topology;
 pub mod waypoint;
+pub mod waypoint_bench;
 
 pub use app::{App, AppOutput};
 pub use cluster::{Cluster, ClusterBuilder};

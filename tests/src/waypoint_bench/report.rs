@@ -1,0 +1,238 @@
+//! Medians over rounds, the derived figures (added latency, the two target ratios), the table,
+//! and the same as JSON.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Options, Path, Protocol, load::Sample, setup::Workers};
+
+/// The targets from the issue: the waypoint at least doubles Envoy's requests/s, and adds at
+/// most half of the p50 latency Envoy adds.
+const TARGET_RPS_RATIO: f64 = 2.0;
+const TARGET_ADDED_P50_RATIO: f64 = 0.5;
+
+/// One path and protocol: medians over the rounds.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Row {
+    pub protocol: Protocol,
+    pub path: Path,
+    /// Answered requests per second, closed loop.
+    pub rps: f64,
+    /// Latency at the fixed rate, µs.
+    pub p50_us: f64,
+    pub p99_us: f64,
+    /// Latency under saturation, µs (queueing included; for reference).
+    pub saturation_p50_us: f64,
+    /// Requests that failed, over all rounds and both modes.
+    pub failed: u64,
+    /// Every round's figures.
+    samples: Vec<Sample>,
+}
+
+impl Row {
+    pub(super) fn new(protocol: Protocol, path: Path, samples: &[Sample]) -> Self {
+        Self {
+            protocol,
+            path,
+            rps: median(samples.iter().map(|s| s.saturation.rps())),
+            p50_us: median(samples.iter().map(|s| s.fixed_rate.p50_us)),
+            p99_us: median(samples.iter().map(|s| s.fixed_rate.p99_us)),
+            saturation_p50_us: median(samples.iter().map(|s| s.saturation.p50_us)),
+            failed: samples.iter().map(|s| s.saturation.failed + s.fixed_rate.failed).sum(),
+            samples: samples.to_vec(),
+        }
+    }
+}
+
+/// What one protocol's four paths say about the targets.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Comparison {
+    pub protocol: Protocol,
+    /// waypoint p50 − mesh p50: the waypoint's hop over the L4 mesh it lives in.
+    pub waypoint_added_p50_us: f64,
+    /// envoy p50 − direct p50.
+    pub envoy_added_p50_us: f64,
+    /// waypoint requests/s ÷ Envoy requests/s (target ≥ 2).
+    pub rps_ratio: f64,
+    /// waypoint added p50 ÷ Envoy added p50 (target ≤ 0.5); `None` when Envoy added nothing
+    /// measurable (the ratio would be meaningless).
+    pub added_p50_ratio: Option<f64>,
+    pub rps_target_met: bool,
+    pub latency_target_met: bool,
+}
+
+impl Comparison {
+    fn new(protocol: Protocol, rows: &[Row]) -> Option<Self> {
+        let row = |path| rows.iter().find(|r| r.protocol == protocol && r.path == path);
+        let (direct, mesh, waypoint, envoy) =
+            (row(Path::Direct)?, row(Path::Mesh)?, row(Path::Waypoint)?, row(Path::Envoy)?);
+        let waypoint_added = waypoint.p50_us - mesh.p50_us;
+        let envoy_added = envoy.p50_us - direct.p50_us;
+        let rps_ratio = waypoint.rps / envoy.rps;
+        let added_ratio = (envoy_added > 0.0).then(|| waypoint_added / envoy_added);
+        Some(Self {
+            protocol,
+            waypoint_added_p50_us: waypoint_added,
+            envoy_added_p50_us: envoy_added,
+            rps_ratio,
+            added_p50_ratio: added_ratio,
+            rps_target_met: rps_ratio >= TARGET_RPS_RATIO,
+            latency_target_met: added_ratio.is_some_and(|r| r <= TARGET_ADDED_P50_RATIO),
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub seconds: u64,
+    pub rounds: usize,
+    pub concurrency: u32,
+    pub rate: u32,
+    pub workers: Workers,
+    pub rows: Vec<Row>,
+    pub comparisons: Vec<Comparison>,
+    pub total_seconds: f64,
+}
+
+impl Report {
+    pub(super) fn new(options: &Options, workers: Workers, rows: Vec<Row>, elapsed: Duration) -> Self {
+        let comparisons = Protocol::ALL.iter().filter_map(|p| Comparison::new(*p, &rows)).collect();
+        Self {
+            seconds: options.seconds,
+            rounds: options.rounds,
+            concurrency: options.concurrency,
+            rate: options.rate,
+            workers,
+            rows,
+            comparisons,
+            total_seconds: elapsed.as_secs_f64(),
+        }
+    }
+
+    pub fn print(&self) {
+        println!();
+        println!(
+            "{:<9} {:<17} {:>12} {:>14} {:>14} {:>8}",
+            "protocol",
+            "path",
+            "req/s",
+            format!("p50 @{}/s", self.rate),
+            format!("p99 @{}/s", self.rate),
+            "failed"
+        );
+        for protocol in Protocol::ALL {
+            for row in self.rows.iter().filter(|r| r.protocol == protocol) {
+                println!(
+                    "{:<9} {:<17} {:>12.0} {:>11.0} µs {:>11.0} µs {:>8}",
+                    protocol.label(),
+                    row.path.label(),
+                    row.rps,
+                    row.p50_us,
+                    row.p99_us,
+                    row.failed
+                );
+            }
+        }
+        println!();
+        for c in &self.comparisons {
+            let ratio = c
+                .added_p50_ratio
+                .map_or_else(|| "n/a (Envoy added nothing measurable)".to_owned(), |r| format!("{r:.2}"));
+            println!(
+                "{}: waypoint adds {:+.0} µs p50 over the L4 mesh, Envoy {:+.0} µs over direct",
+                c.protocol.label(),
+                c.waypoint_added_p50_us,
+                c.envoy_added_p50_us
+            );
+            println!(
+                "{}  requests/s waypoint ÷ Envoy = {:.2} (target ≥ {TARGET_RPS_RATIO}: {}); added p50 waypoint ÷ Envoy = {ratio} (target ≤ {TARGET_ADDED_P50_RATIO}: {})",
+                " ".repeat(c.protocol.label().len()),
+                c.rps_ratio,
+                met(c.rps_target_met),
+                met(c.latency_target_met)
+            );
+        }
+        println!(
+            "\n(req/s: closed loop, {} workers, {} s; latency: open loop at {} req/s for {} s; medians of {} rounds; \
+             worker threads: waypoint {}, Envoy {})",
+            self.concurrency,
+            self.seconds,
+            self.rate,
+            self.seconds,
+            self.rounds,
+            self.workers.waypoint,
+            self.workers.envoy
+        );
+        println!("total time: {:.0} s", self.total_seconds);
+    }
+}
+
+fn met(yes: bool) -> &'static str {
+    if yes { "met" } else { "NOT met" }
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{super::load::Run, *};
+
+    fn sample(rps: f64, p50: f64) -> Sample {
+        Sample {
+            saturation: Run { ok: (rps * 5.0) as u64, failed: 0, elapsed_ms: 5000, p50_us: 1000.0, p99_us: 2000.0 },
+            fixed_rate: Run { ok: 5000, failed: 1, elapsed_ms: 5000, p50_us: p50, p99_us: p50 * 3.0 },
+        }
+    }
+
+    fn row(path: Path, rps: f64, p50: f64) -> Row {
+        Row::new(
+            Protocol::Http1,
+            path,
+            &[sample(rps, p50), sample(rps * 2.0, p50 + 50.0), sample(rps / 2.0, p50 + 1.0)],
+        )
+    }
+
+    #[test]
+    fn rows_take_medians_and_comparisons_subtract_the_right_baselines() {
+        let rows = vec![
+            row(Path::Direct, 10_000.0, 100.0),
+            row(Path::Mesh, 5_000.0, 200.0),
+            row(Path::Waypoint, 4_000.0, 260.0),
+            row(Path::Envoy, 2_000.0, 220.0),
+        ];
+        assert_eq!(rows[0].rps, 10_000.0, "median of 5 000, 10 000, 20 000");
+        assert_eq!(rows[0].p50_us, 101.0, "median of 100, 150, 101");
+        assert_eq!(rows[0].failed, 3);
+        let c = Comparison::new(Protocol::Http1, &rows).unwrap();
+        assert_eq!(c.waypoint_added_p50_us, 60.0, "waypoint − mesh");
+        assert_eq!(c.envoy_added_p50_us, 120.0, "envoy − direct");
+        assert_eq!(c.rps_ratio, 2.0);
+        assert_eq!(c.added_p50_ratio, Some(0.5));
+        assert!(c.rps_target_met && c.latency_target_met);
+        assert!(Comparison::new(Protocol::H2c, &rows).is_none(), "no h2c rows");
+    }
+
+    #[test]
+    fn a_baseline_envoy_did_not_exceed_gives_no_ratio() {
+        let rows = vec![
+            row(Path::Direct, 10_000.0, 300.0),
+            row(Path::Mesh, 5_000.0, 200.0),
+            row(Path::Waypoint, 4_000.0, 260.0),
+            row(Path::Envoy, 2_000.0, 220.0),
+        ];
+        let c = Comparison::new(Protocol::Http1, &rows).unwrap();
+        assert_eq!(c.added_p50_ratio, None);
+        assert!(!c.latency_target_met);
+    }
+}

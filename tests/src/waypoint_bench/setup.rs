@@ -1,0 +1,268 @@
+//! The benchmark's cluster: three namespaces (not enrolled, enrolled, enrolled and bound to a
+//! waypoint), a client (node 0) and a server (node 1) in each, the waypoint and an Envoy pod on
+//! node 0 with the client, services and routes; and one measurement of a path.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+
+use super::{
+    Options, Path, Protocol,
+    envoy::{self, Envoy},
+    load::{self, Mode, Sample, Target},
+    verify::{self, Counters},
+};
+use crate::{ChildGuard, Cluster, Pod, PodOptions, ServiceSpec, Waypoint, WaypointOptions, config};
+
+pub(super) const DIRECT: &str = "bench-direct";
+pub(super) const MESH: &str = "bench-mesh";
+pub(super) const WP: &str = "bench-wp";
+pub(super) const WAYPOINT: &str = "waypoint";
+const SERVER_PORT: u16 = 8080;
+const REQUEST_PATH: &str = "/bench";
+/// The waypoint's services, one per upstream HTTP version (HTTP/1.1, HTTP/2): `appProtocol`
+/// `http` makes the waypoint speak HTTP/1.1 to the server, `http2` HTTP/2 — as Envoy's two
+/// listeners do. Both have the namespace's server as their one endpoint.
+const WP_SERVICES: [(&str, Ipv4Addr, &str); 2] =
+    [("echo-h1", Ipv4Addr::new(10, 96, 40, 11), "http"), ("echo-h2", Ipv4Addr::new(10, 96, 40, 12), "http2")];
+
+/// A client on node 0 and a server on node 1, in one namespace.
+pub(super) struct Pair {
+    pub(super) client: Pod,
+    pub(super) server: Pod,
+}
+
+/// Worker threads of the two proxies under comparison.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Workers {
+    /// The waypoint's tokio runtime: one worker per CPU it may run on (its default).
+    pub waypoint: usize,
+    /// Envoy's `--concurrency`, set to the waypoint's.
+    pub envoy: usize,
+}
+
+/// Field order is drop order: processes first, the cluster (which removes everything) last.
+pub(super) struct Bench {
+    options: Options,
+    pub(super) envoy: Envoy,
+    _servers: Vec<ChildGuard>,
+    pub(super) waypoint: Waypoint,
+    pub(super) direct: Pair,
+    pub(super) mesh: Pair,
+    pub(super) wp: Pair,
+    pub(super) envoy_pod: Pod,
+    mesh_service: ServiceSpec,
+    wp_services: [ServiceSpec; 2],
+    workers: Workers,
+    pub(super) cluster: Cluster,
+}
+
+impl Bench {
+    pub(super) fn start(options: &Options) -> anyhow::Result<Self> {
+        let ambient = ("istio.io/dataplane-mode", "ambient");
+        let cluster = Cluster::builder()
+            .nodes(2)
+            .control_plane(true)
+            .namespace(DIRECT, &[])
+            .namespace(MESH, &[ambient])
+            .namespace(WP, &[ambient, ("istio.io/use-waypoint", WAYPOINT)])
+            .build()?;
+        let waypoint = cluster.add_waypoint(WaypointOptions::new(WP, WAYPOINT).node(0))?;
+        let pair = |ns: &str, short: &str| -> anyhow::Result<Pair> {
+            Ok(Pair {
+                client: cluster.add_pod(PodOptions::new(&format!("client-{short}"), ns).node(0))?,
+                server: cluster.add_pod(PodOptions::new(&format!("server-{short}"), ns).node(1))?,
+            })
+        };
+        let (direct, mesh, wp) = (pair(DIRECT, "direct")?, pair(MESH, "mesh")?, pair(WP, "wp")?);
+        let envoy_pod = cluster.add_pod(PodOptions::new("envoy", DIRECT).node(0))?;
+        let servers = [&direct, &mesh, &wp].map(|p| start_server(&p.server)).into_iter().collect::<Result<_, _>>()?;
+
+        let mesh_service =
+            ServiceSpec::new(MESH, "echo", Ipv4Addr::new(10, 96, 40, 1), SERVER_PORT).app_protocol("http");
+        let wp_services = WP_SERVICES
+            .map(|(name, vip, protocol)| ServiceSpec::new(WP, name, vip, SERVER_PORT).app_protocol(protocol));
+        cluster.add_service(&mesh_service, &[&mesh.server])?;
+        for service in &wp_services {
+            cluster.add_service(service, &[&wp.server])?;
+        }
+        let routes: Vec<String> = WP_SERVICES.iter().map(|(name, ..)| routes_yaml(name)).collect();
+        let objects: Vec<(&str, &str, &str)> =
+            WP_SERVICES.iter().map(|(name, ..)| ("VirtualService", WP, *name)).collect();
+        cluster.apply("bench-routes.yaml", &routes.join("---\n"), &objects)?;
+        let hosts: Vec<String> =
+            WP_SERVICES.iter().map(|(name, ..)| format!("{name}.{WP}.svc.cluster.local")).collect();
+        verify::wait_waypoint_config(&waypoint, &hosts)?;
+        cluster.wait_converged()?;
+
+        let waypoint_pid = waypoint.pid().context("the waypoint is not running")?;
+        let workers = verify::tokio_workers(waypoint_pid)?;
+        let upstream = SocketAddr::new(direct.server.ip().into(), SERVER_PORT);
+        let envoy = Envoy::start(&options.envoy, &envoy_pod, upstream, workers, cluster.run_dir())?;
+        let envoy_workers = verify::envoy_workers(envoy.pid())?;
+        if envoy_workers != envoy.workers() {
+            bail!("Envoy runs {envoy_workers} worker threads, not the {} it was given", envoy.workers());
+        }
+        Ok(Self {
+            options: options.clone(),
+            envoy,
+            _servers: servers,
+            waypoint,
+            direct,
+            mesh,
+            wp,
+            envoy_pod,
+            mesh_service,
+            wp_services,
+            workers: Workers { waypoint: workers, envoy: envoy_workers },
+            cluster,
+        })
+    }
+
+    pub(super) fn options(&self) -> &Options {
+        &self.options
+    }
+
+    pub(super) fn workers(&self) -> Workers {
+        self.workers
+    }
+
+    pub(super) fn workers_line(&self) -> String {
+        format!(
+            "worker threads: waypoint {} (tokio, one per CPU it may use), envoy {} (--concurrency)",
+            self.workers.waypoint, self.workers.envoy
+        )
+    }
+
+    /// Where `path`'s client sends `protocol` requests.
+    pub(super) fn target(&self, protocol: Protocol, path: Path) -> Target<'_> {
+        let service = |s: &ServiceSpec| (format!("http://{}{REQUEST_PATH}", s.address()), s.authority());
+        let (client, (url, authority)) = match path {
+            Path::Direct => {
+                let addr = format!("{}:{SERVER_PORT}", self.direct.server.ip());
+                (&self.direct.client, (format!("http://{addr}{REQUEST_PATH}"), addr))
+            }
+            Path::Mesh => (&self.mesh.client, service(&self.mesh_service)),
+            Path::Waypoint => (&self.wp.client, service(self.wp_service(protocol))),
+            Path::Envoy => {
+                let addr = format!("{}:{}", self.envoy_pod.ip(), envoy::port(protocol));
+                (&self.direct.client, (format!("http://{addr}{REQUEST_PATH}"), addr))
+            }
+        };
+        Target { client, url, authority }
+    }
+
+    pub(super) fn wp_service(&self, protocol: Protocol) -> &ServiceSpec {
+        match protocol {
+            Protocol::Http1 => &self.wp_services[0],
+            Protocol::H2c => &self.wp_services[1],
+        }
+    }
+
+    /// Saturation, then fixed rate, on one path; fails unless the proxy on the path (and only
+    /// it) counted every answered request.
+    pub(super) fn measure(&self, protocol: Protocol, path: Path) -> anyhow::Result<Sample> {
+        let target = self.target(protocol, path);
+        let before = Counters::read(self)?;
+        let saturation = load::run(&target, protocol, Mode::Saturation, &self.options)?;
+        let fixed_rate = load::run(&target, protocol, Mode::FixedRate, &self.options)?;
+        let after = Counters::read(self)?;
+        verify::proxied(path, protocol, &before, &after, saturation.ok + fixed_rate.ok)?;
+        Ok(Sample { saturation, fixed_rate })
+    }
+
+    /// Sends a few hundred requests on every path (opening connections, filling pools) and checks
+    /// that the header route and the default route are taken where they should be.
+    pub(super) fn warm_up_and_check_routes(&self, protocol: Protocol) -> anyhow::Result<()> {
+        verify::routes(self, protocol)
+    }
+
+    /// The node proxies' records of the clients' connections: direct traffic never captured,
+    /// mesh and waypoint traffic all in HBONE, the waypoint's all through the waypoint.
+    pub(super) fn check_connection_records(&self) -> anyhow::Result<()> {
+        verify::connection_records(self)
+    }
+
+    pub(super) fn shutdown(self) -> anyhow::Result<()> {
+        let Self { envoy, _servers, waypoint, cluster, .. } = self;
+        drop((envoy, _servers, waypoint));
+        cluster.shutdown()
+    }
+}
+
+/// The VirtualService for `service`: the header match first, then the default — the routes
+/// Envoy's bootstrap holds.
+fn routes_yaml(service: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: {service}, namespace: {WP}}}
+spec:
+  hosts: [{service}]
+  http:
+  - name: header
+    match:
+    - headers:
+        x-bench-route: {{exact: header}}
+    route:
+    - destination: {{host: {service}}}
+  - name: default
+    route:
+    - destination: {{host: {service}}}
+"
+    )
+}
+
+/// `ambit-httpapp serve` in `pod`, its per-request events discarded (collecting them would cost
+/// the driver more than the server), listening before this returns.
+fn start_server(pod: &Pod) -> anyhow::Result<ChildGuard> {
+    let mut cmd = Command::new(config::binary("ambit-httpapp")?);
+    let listen = format!("0.0.0.0:{SERVER_PORT}");
+    cmd.args(["serve", "--listen", &listen, "--name", pod.name()]).stdin(Stdio::null()).stdout(Stdio::null());
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(pod.log_path())?;
+    cmd.stderr(log);
+    let server = pod.spawn_command(cmd)?.guard;
+    wait_listening(&server, SERVER_PORT)?;
+    Ok(server)
+}
+
+/// Waits until `process` has a TCP socket listening on `port` (its network namespace's /proc view).
+fn wait_listening(process: &ChildGuard, port: u16) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let suffix = format!(":{port:04X}");
+    loop {
+        let found = ["tcp", "tcp6"].iter().any(|table| {
+            let text = std::fs::read_to_string(format!("/proc/{}/net/{table}", process.pid())).unwrap_or_default();
+            text.lines().skip(1).any(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.len() > 3 && fields[1].ends_with(&suffix) && fields[3] == "0A"
+            })
+        });
+        if found {
+            return Ok(());
+        }
+        if !process.is_running() || Instant::now() >= deadline {
+            bail!("the server (pid {}) did not start listening on port {port}; see the pod log", process.pid());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_routes_match_the_header_first() {
+        let yaml = routes_yaml("echo-h1");
+        let header = yaml.find("name: header").unwrap();
+        let default = yaml.find("name: default").unwrap();
+        assert!(header < default && yaml.contains("x-bench-route: {exact: header}"), "{yaml}");
+        assert!(yaml.contains("metadata: {name: echo-h1, namespace: bench-wp}"));
+    }
+}
