@@ -17,6 +17,9 @@ pub(super) enum Mode {
     Saturation,
     /// `--rate` requests per second for `--seconds`.
     FixedRate,
+    /// One worker, each request sent when the previous one is answered, for `--seconds`: latency
+    /// without load and without the open loop's timer (see `Sample::one_by_one`).
+    OneByOne,
     /// This many requests as fast as the workers go (warm-up), bounded like a fixed-rate run.
     Count(u64),
 }
@@ -73,17 +76,31 @@ impl Run {
 pub(super) struct Sample {
     pub(super) saturation: Run,
     pub(super) fixed_rate: Run,
+    /// Closed loop with one worker. `ambit-httpapp load --rate` counts latency from each
+    /// request's scheduled time, and its tokio timer wakes the worker up to about a millisecond
+    /// after that time: every fixed-rate figure carries that delay (the same for every path, so
+    /// it cancels in the differences, but it adds noise to them). This run has no timer in it.
+    pub(super) one_by_one: Run,
 }
 
 impl Sample {
+    pub(super) fn failed(&self) -> u64 {
+        self.saturation.failed + self.fixed_rate.failed + self.one_by_one.failed
+    }
+
+    pub(super) fn ok(&self) -> u64 {
+        self.saturation.ok + self.fixed_rate.ok + self.one_by_one.ok
+    }
+
     pub(super) fn line(&self) -> String {
         format!(
-            "{:>8.0} req/s (p50 {:>6.0} µs)   at fixed rate: p50 {:>6.0} µs  p99 {:>7.0} µs{}",
+            "{:>6.0} req/s   fixed rate p50 {:>5.0} µs p99 {:>6.0} µs   one by one p50 {:>5.0} µs p99 {:>6.0} µs{}",
             self.saturation.rps(),
-            self.saturation.p50_us,
             self.fixed_rate.p50_us,
             self.fixed_rate.p99_us,
-            match self.saturation.failed + self.fixed_rate.failed {
+            self.one_by_one.p50_us,
+            self.one_by_one.p99_us,
+            match self.failed() {
                 0 => String::new(),
                 n => format!("   ({n} failed)"),
             }
@@ -109,7 +126,7 @@ pub(super) fn args(
         "--protocol",
         protocol.flag(),
         "--concurrency",
-        &options.concurrency.to_string(),
+        &if mode == Mode::OneByOne { 1 } else { options.concurrency }.to_string(),
         "--timeout-ms",
         "5000",
     ]
@@ -119,7 +136,7 @@ pub(super) fn args(
     let run_ms = options.seconds * 1000;
     match mode {
         // More requests than any path here can answer in the time: the deadline ends the run.
-        Mode::Saturation => {
+        Mode::Saturation | Mode::OneByOne => {
             args.extend(["--count".to_owned(), "100000000".to_owned(), "--deadline-ms".to_owned(), run_ms.to_string()])
         }
         // The count ends the run; the deadline only cuts a path that fell far behind.
@@ -191,6 +208,8 @@ mod tests {
         let fixed = text(Mode::FixedRate);
         assert!(fixed.contains("--rate 1000 --count 3000 --deadline-ms 13000"), "{fixed}");
         assert!(fixed.contains("--protocol h2c") && fixed.contains("--concurrency 16"), "{fixed}");
+        let one = text(Mode::OneByOne);
+        assert!(one.contains("--concurrency 1 ") && one.contains("--deadline-ms 3000"), "{one}");
         let counted = text(Mode::Count(200));
         assert!(counted.contains("--count 200 --deadline-ms 13000") && !counted.contains("--rate"), "{counted}");
     }

@@ -23,9 +23,12 @@ pub struct Row {
     /// Latency at the fixed rate, µs.
     pub p50_us: f64,
     pub p99_us: f64,
+    /// Latency one request at a time (closed loop, one worker), µs.
+    pub one_by_one_p50_us: f64,
+    pub one_by_one_p99_us: f64,
     /// Latency under saturation, µs (queueing included; for reference).
     pub saturation_p50_us: f64,
-    /// Requests that failed, over all rounds and both modes.
+    /// Requests that failed, over all rounds and modes.
     pub failed: u64,
     /// Every round's figures.
     samples: Vec<Sample>,
@@ -39,8 +42,10 @@ impl Row {
             rps: median(samples.iter().map(|s| s.saturation.rps())),
             p50_us: median(samples.iter().map(|s| s.fixed_rate.p50_us)),
             p99_us: median(samples.iter().map(|s| s.fixed_rate.p99_us)),
+            one_by_one_p50_us: median(samples.iter().map(|s| s.one_by_one.p50_us)),
+            one_by_one_p99_us: median(samples.iter().map(|s| s.one_by_one.p99_us)),
             saturation_p50_us: median(samples.iter().map(|s| s.saturation.p50_us)),
-            failed: samples.iter().map(|s| s.saturation.failed + s.fixed_rate.failed).sum(),
+            failed: samples.iter().map(Sample::failed).sum(),
             samples: samples.to_vec(),
         }
     }
@@ -60,6 +65,10 @@ pub struct Comparison {
     /// waypoint added p50 ÷ Envoy added p50 (target ≤ 0.5); `None` when Envoy added nothing
     /// measurable (the ratio would be meaningless).
     pub added_p50_ratio: Option<f64>,
+    /// The same two differences and ratio one request at a time (no open-loop timer in them).
+    pub one_by_one_waypoint_added_p50_us: f64,
+    pub one_by_one_envoy_added_p50_us: f64,
+    pub one_by_one_added_p50_ratio: Option<f64>,
     pub rps_target_met: bool,
     pub latency_target_met: bool,
 }
@@ -72,13 +81,18 @@ impl Comparison {
         let waypoint_added = waypoint.p50_us - mesh.p50_us;
         let envoy_added = envoy.p50_us - direct.p50_us;
         let rps_ratio = waypoint.rps / envoy.rps;
-        let added_ratio = (envoy_added > 0.0).then(|| waypoint_added / envoy_added);
+        let added_ratio = ratio(waypoint_added, envoy_added);
+        let one_waypoint = waypoint.one_by_one_p50_us - mesh.one_by_one_p50_us;
+        let one_envoy = envoy.one_by_one_p50_us - direct.one_by_one_p50_us;
         Some(Self {
             protocol,
             waypoint_added_p50_us: waypoint_added,
             envoy_added_p50_us: envoy_added,
             rps_ratio,
             added_p50_ratio: added_ratio,
+            one_by_one_waypoint_added_p50_us: one_waypoint,
+            one_by_one_envoy_added_p50_us: one_envoy,
+            one_by_one_added_p50_ratio: ratio(one_waypoint, one_envoy),
             rps_target_met: rps_ratio >= TARGET_RPS_RATIO,
             latency_target_met: added_ratio.is_some_and(|r| r <= TARGET_ADDED_P50_RATIO),
         })
@@ -116,52 +130,63 @@ impl Report {
     pub fn print(&self) {
         println!();
         println!(
-            "{:<9} {:<17} {:>12} {:>14} {:>14} {:>8}",
+            "{:<9} {:<17} {:>8} {:>23} {:>23} {:>6}",
             "protocol",
             "path",
             "req/s",
-            format!("p50 @{}/s", self.rate),
-            format!("p99 @{}/s", self.rate),
+            format!("p50 / p99 @{}/s", self.rate),
+            "p50 / p99 one by one",
             "failed"
         );
         for protocol in Protocol::ALL {
             for row in self.rows.iter().filter(|r| r.protocol == protocol) {
                 println!(
-                    "{:<9} {:<17} {:>12.0} {:>11.0} µs {:>11.0} µs {:>8}",
+                    "{:<9} {:<17} {:>8.0} {:>9.0} / {:>6.0} µs {:>9.0} / {:>6.0} µs {:>6}",
                     protocol.label(),
                     row.path.label(),
                     row.rps,
                     row.p50_us,
                     row.p99_us,
+                    row.one_by_one_p50_us,
+                    row.one_by_one_p99_us,
                     row.failed
                 );
             }
         }
         println!();
+        let show =
+            |r: Option<f64>| r.map_or_else(|| "n/a (Envoy added nothing measurable)".to_owned(), |r| format!("{r:.2}"));
         for c in &self.comparisons {
-            let ratio = c
-                .added_p50_ratio
-                .map_or_else(|| "n/a (Envoy added nothing measurable)".to_owned(), |r| format!("{r:.2}"));
+            let label = c.protocol.label();
             println!(
-                "{}: waypoint adds {:+.0} µs p50 over the L4 mesh, Envoy {:+.0} µs over direct",
-                c.protocol.label(),
-                c.waypoint_added_p50_us,
-                c.envoy_added_p50_us
+                "{label}: requests/s waypoint ÷ Envoy = {:.2} (target ≥ {TARGET_RPS_RATIO}: {})",
+                c.rps_ratio,
+                met(c.rps_target_met)
             );
             println!(
-                "{}  requests/s waypoint ÷ Envoy = {:.2} (target ≥ {TARGET_RPS_RATIO}: {}); added p50 waypoint ÷ Envoy = {ratio} (target ≤ {TARGET_ADDED_P50_RATIO}: {})",
-                " ".repeat(c.protocol.label().len()),
-                c.rps_ratio,
-                met(c.rps_target_met),
+                "{label}: added p50 @{}/s: waypoint {:+.0} µs over the L4 mesh, Envoy {:+.0} µs over direct; \
+                 ratio {} (target ≤ {TARGET_ADDED_P50_RATIO}: {})",
+                self.rate,
+                c.waypoint_added_p50_us,
+                c.envoy_added_p50_us,
+                show(c.added_p50_ratio),
                 met(c.latency_target_met)
+            );
+            println!(
+                "{label}: added p50 one by one: waypoint {:+.0} µs, Envoy {:+.0} µs; ratio {}",
+                c.one_by_one_waypoint_added_p50_us,
+                c.one_by_one_envoy_added_p50_us,
+                show(c.one_by_one_added_p50_ratio)
             );
         }
         println!(
-            "\n(req/s: closed loop, {} workers, {} s; latency: open loop at {} req/s for {} s; medians of {} rounds; \
-             worker threads: waypoint {}, Envoy {})",
+            "\n(req/s: closed loop, {} workers, {} s; latency @{}/s: open loop for {} s, from each request's \
+             scheduled time; one by one: one worker for {} s; medians of {} rounds; worker threads: waypoint {}, \
+             Envoy {})",
             self.concurrency,
             self.seconds,
             self.rate,
+            self.seconds,
             self.seconds,
             self.rounds,
             self.workers.waypoint,
@@ -169,6 +194,11 @@ impl Report {
         );
         println!("total time: {:.0} s", self.total_seconds);
     }
+}
+
+/// `added ÷ baseline`, when the baseline added anything (else the ratio means nothing).
+fn ratio(added: f64, baseline: f64) -> Option<f64> {
+    (baseline > 0.0).then(|| added / baseline)
 }
 
 fn met(yes: bool) -> &'static str {
@@ -192,6 +222,7 @@ mod tests {
         Sample {
             saturation: Run { ok: (rps * 5.0) as u64, failed: 0, elapsed_ms: 5000, p50_us: 1000.0, p99_us: 2000.0 },
             fixed_rate: Run { ok: 5000, failed: 1, elapsed_ms: 5000, p50_us: p50, p99_us: p50 * 3.0 },
+            one_by_one: Run { ok: 5000, failed: 0, elapsed_ms: 5000, p50_us: p50 / 2.0, p99_us: p50 },
         }
     }
 
@@ -220,6 +251,8 @@ mod tests {
         assert_eq!(c.rps_ratio, 2.0);
         assert_eq!(c.added_p50_ratio, Some(0.5));
         assert!(c.rps_target_met && c.latency_target_met);
+        assert_eq!((c.one_by_one_waypoint_added_p50_us, c.one_by_one_envoy_added_p50_us), (30.0, 60.0));
+        assert_eq!(c.one_by_one_added_p50_ratio, Some(0.5));
         assert!(Comparison::new(Protocol::H2c, &rows).is_none(), "no h2c rows");
     }
 

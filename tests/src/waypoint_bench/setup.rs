@@ -164,16 +164,18 @@ impl Bench {
         }
     }
 
-    /// Saturation, then fixed rate, on one path; fails unless the proxy on the path (and only
-    /// it) counted every answered request.
+    /// Saturation, fixed rate, then one by one, on one path; fails unless the proxy on the path
+    /// (and only it) counted every answered request.
     pub(super) fn measure(&self, protocol: Protocol, path: Path) -> anyhow::Result<Sample> {
         let target = self.target(protocol, path);
         let before = Counters::read(self)?;
         let saturation = load::run(&target, protocol, Mode::Saturation, &self.options)?;
         let fixed_rate = load::run(&target, protocol, Mode::FixedRate, &self.options)?;
+        let one_by_one = load::run(&target, protocol, Mode::OneByOne, &self.options)?;
+        let sample = Sample { saturation, fixed_rate, one_by_one };
         let after = Counters::read(self)?;
-        verify::proxied(path, protocol, &before, &after, saturation.ok + fixed_rate.ok)?;
-        Ok(Sample { saturation, fixed_rate })
+        verify::proxied(path, protocol, &before, &after, sample.ok())?;
+        Ok(sample)
     }
 
     /// Sends a few hundred requests on every path (opening connections, filling pools) and checks

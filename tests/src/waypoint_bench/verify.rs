@@ -148,19 +148,29 @@ fn route_counts(records: &[Value], authority: &str) -> BTreeMap<String, u64> {
     counts
 }
 
-/// Waits (bounded) until the waypoint's configuration holds route tables for every host.
+/// Waits (bounded) until the waypoint's route table for every host holds the benchmark's two
+/// routes (`/config_dump` lists each table's HTTP route names per port).
 pub(super) fn wait_waypoint_config(waypoint: &Waypoint, hosts: &[String]) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let dump = waypoint.admin_get("/config_dump")?.to_string();
-        if hosts.iter().all(|h| dump.contains(h.as_str())) && dump.contains("x-bench-route") {
+        let dump = waypoint.admin_get("/config_dump")?;
+        if hosts.iter().all(|h| has_bench_routes(&dump["snapshot"]["routeTables"][h.as_str()])) {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            bail!("the waypoint has no routes for {hosts:?} after 15 s\n{}", waypoint.log_tail_block(30));
+            bail!(
+                "the waypoint has no header and default routes for {hosts:?} after 15 s; its tables: {}\n{}",
+                dump["snapshot"]["routeTables"],
+                waypoint.log_tail_block(30)
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn has_bench_routes(table: &Value) -> bool {
+    let ports = table["ports"].as_array().map(Vec::as_slice).unwrap_or_default();
+    ports.iter().any(|p| p["httpRoutes"] == serde_json::json!(["header", "default"]))
 }
 
 /// Checks the node proxy records of every client (node 0).
@@ -218,8 +228,8 @@ pub(super) fn tokio_workers(pid: u32) -> anyhow::Result<usize> {
         .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
         .context("no Cpus_allowed_list in the waypoint's /proc status")?;
     let cpus = count_cpus(list.trim()).with_context(|| format!("Cpus_allowed_list {list:?}"))?;
-    // Workers and blocking threads share the name (truncated to 15 characters).
-    let threads = threads_named(pid, |name| name == "tokio-runtime-w")?;
+    // Workers and blocking threads share tokio's default name (`tokio-rt-worker`).
+    let threads = threads_named(pid, |name| name == "tokio-rt-worker")?;
     if threads < cpus {
         bail!("the waypoint (pid {pid}) may use {cpus} CPUs but runs only {threads} tokio threads");
     }
@@ -257,6 +267,14 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn the_route_table_must_hold_both_routes_in_order() {
+        let table = json!({"virtualService": "bench-wp/echo-h1", "ports": [{"port": 8080, "httpRoutes": ["header", "default"]}]});
+        assert!(has_bench_routes(&table));
+        assert!(!has_bench_routes(&json!({"ports": [{"port": 8080, "httpRoutes": ["default"]}]})));
+        assert!(!has_bench_routes(&Value::Null));
+    }
 
     #[test]
     fn cpu_lists() {
