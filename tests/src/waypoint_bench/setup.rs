@@ -16,12 +16,14 @@ use super::{
     load::{self, Mode, Sample, Target},
     verify::{self, Counters},
 };
-use crate::{ChildGuard, Cluster, Pod, PodOptions, ServiceSpec, Waypoint, WaypointOptions, config};
+use crate::{ChildGuard, Cluster, Pod, PodOptions, ServiceSpec, Waypoint, WaypointOptions, config, topology};
 
 pub(super) const DIRECT: &str = "bench-direct";
 pub(super) const MESH: &str = "bench-mesh";
 pub(super) const WP: &str = "bench-wp";
 pub(super) const WAYPOINT: &str = "waypoint";
+/// Clients, the waypoint and Envoy on node 0; servers on node 1.
+const NODES: usize = 2;
 const SERVER_PORT: u16 = 8080;
 const REQUEST_PATH: &str = "/bench";
 /// The waypoint's services, one per upstream HTTP version (HTTP/1.1, HTTP/2): `appProtocol`
@@ -66,12 +68,13 @@ impl Bench {
     pub(super) fn start(options: &Options) -> anyhow::Result<Self> {
         let ambient = ("istio.io/dataplane-mode", "ambient");
         let cluster = Cluster::builder()
-            .nodes(2)
+            .nodes(NODES)
             .control_plane(true)
             .namespace(DIRECT, &[])
             .namespace(MESH, &[ambient])
             .namespace(WP, &[ambient, ("istio.io/use-waypoint", WAYPOINT)])
             .build()?;
+        route_fabric_to_pods(&cluster, NODES)?;
         let waypoint = cluster.add_waypoint(WaypointOptions::new(WP, WAYPOINT).node(0))?;
         let pair = |ns: &str, short: &str| -> anyhow::Result<Pair> {
             Ok(Pair {
@@ -195,6 +198,20 @@ impl Bench {
         drop((envoy, _servers, waypoint));
         cluster.shutdown()
     }
+}
+
+/// Routes the fabric namespace to every node's pod CIDR via that node's uplink. The harness
+/// routes pods between nodes but not back from the fabric, where the control plane listens, so
+/// a pod's process (the waypoint's) could not reach it: its SYN goes out, the answer has no route.
+/// `replace` makes this a no-op once the harness adds these routes itself.
+fn route_fabric_to_pods(cluster: &Cluster, nodes: usize) -> anyhow::Result<()> {
+    let fabric = cluster.run().netns_name("fabric");
+    for node in 0..nodes {
+        let (cidr, via) = (topology::pod_cidr(node), topology::uplink_ip(node).to_string());
+        crate::cmd::ip_in(&fabric, &["route", "replace", &cidr, "via", &via])
+            .with_context(|| format!("routing the fabric to node {node}'s pods"))?;
+    }
+    Ok(())
 }
 
 /// The VirtualService for `service`: the header match first, then the default — the routes
