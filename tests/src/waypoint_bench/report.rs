@@ -130,7 +130,7 @@ impl Report {
     pub fn print(&self) {
         println!();
         println!(
-            "{:<9} {:<17} {:>8} {:>23} {:>23} {:>6}",
+            "{:<9} {:<17} {:>8} {:>21} {:>21} {:>6}",
             "protocol",
             "path",
             "req/s",
