@@ -16,7 +16,7 @@ use super::{
     load::{self, Mode, Sample, Target},
     verify::{self, Counters},
 };
-use crate::{ChildGuard, Cluster, Pod, PodOptions, ServiceSpec, Waypoint, WaypointOptions, config, topology};
+use crate::{ChildGuard, Cluster, Pod, PodOptions, ServiceSpec, Waypoint, WaypointOptions, config};
 
 pub(super) const DIRECT: &str = "bench-direct";
 pub(super) const MESH: &str = "bench-mesh";
@@ -74,7 +74,6 @@ impl Bench {
             .namespace(MESH, &[ambient])
             .namespace(WP, &[ambient, ("istio.io/use-waypoint", WAYPOINT)])
             .build()?;
-        route_fabric_to_pods(&cluster, NODES)?;
         let waypoint = cluster.add_waypoint(WaypointOptions::new(WP, WAYPOINT).node(0))?;
         let pair = |ns: &str, short: &str| -> anyhow::Result<Pair> {
             Ok(Pair {
@@ -198,20 +197,6 @@ impl Bench {
         drop((envoy, _servers, waypoint));
         cluster.shutdown()
     }
-}
-
-/// Routes the fabric namespace to every node's pod CIDR via that node's uplink. The harness
-/// routes pods between nodes but not back from the fabric, where the control plane listens, so
-/// a pod's process (the waypoint's) could not reach it: its SYN goes out, the answer has no route.
-/// `replace` makes this a no-op once the harness adds these routes itself.
-fn route_fabric_to_pods(cluster: &Cluster, nodes: usize) -> anyhow::Result<()> {
-    let fabric = cluster.run().netns_name("fabric");
-    for node in 0..nodes {
-        let (cidr, via) = (topology::pod_cidr(node), topology::uplink_ip(node).to_string());
-        crate::cmd::ip_in(&fabric, &["route", "replace", &cidr, "via", &via])
-            .with_context(|| format!("routing the fabric to node {node}'s pods"))?;
-    }
-    Ok(())
 }
 
 /// The VirtualService for `service`: the header match first, then the default — the routes
