@@ -41,6 +41,12 @@ use crate::upstream::ClusterState;
 /// The route name workload-addressed HTTP requests are recorded with.
 pub const ROUTE_NAME: &str = "workload";
 
+/// Synthesized ports kept per workload. A client probing many ports of a bound pod must not
+/// grow the waypoint without bound: past this, ports no stream is using are dropped (their
+/// pooled connections and housekeeping task with them) before a new one is made, and if every
+/// one is in use the new port is refused.
+const MAX_PORTS: usize = 256;
+
 /// What is wrong with a `BoundWorkload`; the waypoint refuses the update.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
@@ -117,6 +123,15 @@ impl BoundTarget {
         let mut ports = self.ports.lock().expect("bound workload ports lock");
         if let Some(port) = ports.get(&destination) {
             return Some(port.clone());
+        }
+        if ports.len() >= MAX_PORTS {
+            // Only this map holds an idle port: no stream or request has it.
+            ports.retain(|_, port| Arc::strong_count(port) > 1);
+            if ports.len() >= MAX_PORTS {
+                tracing::warn!(uid = %self.config.uid, %destination, limit = MAX_PORTS,
+                    "refusing a new port of a bound workload: every one of its ports in use is busy");
+                return None;
+            }
         }
         match self.synthesize(destination) {
             Ok(port) => {

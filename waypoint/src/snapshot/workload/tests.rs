@@ -138,3 +138,17 @@ fn an_unchanged_workload_keeps_its_ports_and_a_changed_one_starts_afresh() {
     let gone = Snapshot::compile(&set(4, vec![]), Some(&changed)).unwrap();
     assert!(gone.service("10.1.0.7:8080".parse().unwrap()).is_none(), "an unbound workload is no longer served");
 }
+
+#[test]
+fn synthesized_ports_are_bounded_idle_ones_make_room_busy_ones_refuse() {
+    let snapshot = Snapshot::compile(&set(1, vec![bound("u1", 7, EndpointTransport::Hbone)]), None).unwrap();
+    let at = |port: usize| -> std::net::SocketAddr { format!("10.1.0.7:{}", 1000 + port).parse().unwrap() };
+    // Every port held (as in-flight streams hold theirs): the one past the limit is refused.
+    let held: Vec<_> = (0..super::MAX_PORTS).map(|p| snapshot.service(at(p)).expect("within the limit")).collect();
+    assert!(snapshot.service(at(super::MAX_PORTS)).is_none(), "past the limit with every port busy: refused");
+    assert!(snapshot.service(at(0)).is_some(), "ports already made keep being served");
+    // Idle ports are dropped to make room.
+    drop(held);
+    let fresh = snapshot.service(at(super::MAX_PORTS)).expect("idle ports make room");
+    assert_eq!(usize::from(fresh.port), 1000 + super::MAX_PORTS);
+}
