@@ -17,8 +17,9 @@ use ambit_common::{
 
 use super::{authn::WaypointName, authz::AuthzError};
 
-/// The label Gateway API (and Istio) put on a Gateway's pods: the Gateway's name.
-pub const GATEWAY_NAME_LABEL: &str = "gateway.networking.k8s.io/gateway-name";
+// The label Gateway API (and Istio) put on a Gateway's pods: the Gateway's name. One constant
+// with the binding rules, so the CA and the compile never disagree on who a waypoint's pods are.
+use crate::compile::binding::GATEWAY_NAME as GATEWAY_NAME_LABEL;
 
 /// A waypoint a caller proved it is. Only [`super::authz::resolve_caller`] makes one.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@
 //!   AuthorizationPolicies that target it or those services, and the workloads bound to it
 //!   (read off the node proxies' `Workload`s, so both agree on every binding).
 
-mod binding;
+pub(crate) mod binding;
 mod node;
 mod waypoint;
 
