@@ -89,11 +89,26 @@ impl Waypoint {
         self.daemon.admin_get(path)
     }
 
-    /// The access records of requests it has finished after record `after` (0: all it holds).
+    /// The access records of requests it has answered, after record `after` (0: all it holds).
+    /// A record is stored when its response body ends, which can be just after the client has
+    /// the response: this waits (bounded) until every request the waypoint counted (`/stats`)
+    /// has its record.
     pub fn requests(&self, after: u64) -> anyhow::Result<Vec<Value>> {
-        let body = self.admin_get(&format!("/requests?after={after}"))?;
-        let records = body.get("requests").unwrap_or(&body);
-        records.as_array().cloned().with_context(|| format!("{}: /requests is not a list: {body}", self.key()))
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let counted = self.admin_get("/stats")?["requests"].as_u64().context("/stats has no requests counter")?;
+            let body = self.admin_get(&format!("/requests?after={after}"))?;
+            let records = body.get("requests").unwrap_or(&body);
+            let records = records
+                .as_array()
+                .cloned()
+                .with_context(|| format!("{}: /requests is not a list: {body}", self.key()))?;
+            let stored = records.last().and_then(|r| r["id"].as_u64()).unwrap_or(after);
+            if stored >= counted || std::time::Instant::now() >= deadline {
+                return Ok(records);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn log_tail_block(&self, lines: usize) -> String {

@@ -18,7 +18,8 @@ const CAPACITY: usize = 10_000;
 pub struct AccessRecord {
     pub id: u64,
     pub start_unix_ms: u64,
-    /// Until the response headers were ready.
+    /// Until the response body ended (sent whole, or abandoned), as Envoy's `%DURATION%`; the
+    /// record is written then.
     pub duration_ms: u64,
     pub source_identity: Option<String>,
     pub source_address: String,

@@ -148,8 +148,7 @@ pub async fn handle(wp: &Waypoint, down: &Downstream, request: Request<Incoming>
             message::local_reply(&failure, kind)
         }
     };
-    finish(wp, record, log, &response, started);
-    response
+    finish(wp, record, log, response, started)
 }
 
 /// A reply made by the waypoint for a route, with the route's response header operations.
@@ -190,15 +189,17 @@ fn base_record(parts: &Parts, down: &Downstream) -> AccessRecord {
     }
 }
 
+/// Completes the request's access record from what the steps learned and the response, and
+/// attaches it to the response body: it is stored (and logged) when the body ends — sent whole,
+/// or abandoned by a reset — so `durationMs` runs to the last byte, as Envoy's `%DURATION%`.
 fn finish(
     wp: &Waypoint,
     mut record: AccessRecord,
     log: Log,
-    response: &Response<Body>,
+    response: Response<Body>,
     started: (Instant, SystemTime),
-) {
+) -> Response<Body> {
     record.start_unix_ms = started.1.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    record.duration_ms = started.0.elapsed().as_millis() as u64;
     record.route_name = log.route;
     record.cluster = log.cluster;
     record.upstream_host = log.upstream_hosts.last().cloned();
@@ -211,5 +212,22 @@ fn finish(
     record.detail = log.detail;
     crate::stats::inc(&wp.stats.requests);
     wp.stats.response(record.response_code);
-    wp.records.push(record);
+    let pending = PendingRecord { records: wp.records.clone(), record: Some(record), started: started.0 };
+    response.map(|body| crate::body::guarded(body, vec![Box::new(pending)]))
+}
+
+/// A finished request's record, stored when the response body is dropped.
+struct PendingRecord {
+    records: std::sync::Arc<crate::records::Records>,
+    record: Option<AccessRecord>,
+    started: Instant,
+}
+
+impl Drop for PendingRecord {
+    fn drop(&mut self) {
+        if let Some(mut record) = self.record.take() {
+            record.duration_ms = self.started.elapsed().as_millis() as u64;
+            self.records.push(record);
+        }
+    }
 }

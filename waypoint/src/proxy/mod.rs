@@ -18,7 +18,9 @@ pub struct Waypoint {
     pub identity: Identity,
     pub connector: Arc<Connector>,
     pub hbone: hbone::Settings,
-    pub records: Records,
+    /// Shared with the response bodies in flight: a request's record is written when its
+    /// response body ends.
+    pub records: Arc<Records>,
     pub stats: Stats,
 }
 
@@ -31,7 +33,7 @@ impl Waypoint {
             connector: Connector::new(identity.clone(), settings.clone(), hbone_port),
             identity,
             hbone: settings,
-            records: Records::default(),
+            records: Arc::default(),
             stats: Stats::default(),
         })
     }
