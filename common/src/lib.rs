@@ -6,6 +6,7 @@ pub mod cni;
 pub mod config;
 pub mod discovery;
 pub mod enrollment;
+pub mod errors;
 pub mod hbone;
 pub mod http_server;
 pub mod identity;

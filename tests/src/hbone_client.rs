@@ -7,6 +7,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use ambit_common::{
+    errors::error_chain,
     hbone::{Settings, client::Pool},
     identity::{SpiffeId, TrustBundle, WorkloadCert, tls::hbone_client_config},
     netns::Netns,
@@ -92,16 +93,6 @@ async fn exchange(
     let mut received = Vec::new();
     read.read_to_end(&mut received).await.map_err(|e| format!("receiving: {}", error_chain(&e)))?;
     Ok(received)
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(&format!(": {e}"));
-        source = e.source();
-    }
-    text
 }
 
 #[derive(Debug)]

@@ -66,14 +66,7 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     if let Some(refused) = refused {
         return format!("TLS handshake failed: {refused}");
     }
-    let mut out = String::new();
-    for msg in chain().map(ToString::to_string) {
-        if !out.contains(&msg) {
-            out.push_str(if out.is_empty() { "" } else { ": " });
-            out.push_str(&msg);
-        }
-    }
-    out
+    crate::errors::error_chain(e)
 }
 
 #[derive(Clone)]

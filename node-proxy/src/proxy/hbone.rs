@@ -7,6 +7,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use ambit_common::{
+    errors::error_chain,
     hbone::server::{ConnectRequest, serve},
     identity::{SpiffeId, WorkloadCert, peer_identity, tls::hbone_server_config},
     relay::reset_tcp,
@@ -20,7 +21,6 @@ use super::{
     PodContext, ProxyContext,
     connect::{self, AppPeer},
     is_proxy_port,
-    outbound::error_chain,
 };
 use crate::{
     mesh::{Mesh, MeshWorkload},

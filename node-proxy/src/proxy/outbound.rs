@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 
 use ambit_common::{
+    errors::error_chain,
     identity::{SpiffeId, tls::hbone_client_config},
     relay::{relay, reset_tcp},
 };
@@ -170,18 +171,4 @@ async fn tunnel(
             refuse(&client, outcome, error)
         }
     }
-}
-
-pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = e.source();
-    }
-    text
 }

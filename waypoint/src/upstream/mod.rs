@@ -46,7 +46,15 @@ impl TryError {
         } else {
             ResetReason::ConnectionTermination
         };
-        Self::Reset { reason, message: format!("{} ({}): {}", target.address, reason_text(reason), chain(error)) }
+        Self::Reset {
+            reason,
+            message: format!(
+                "{} ({}): {}",
+                target.address,
+                reason_text(reason),
+                ambit_common::errors::error_chain(error)
+            ),
+        }
     }
 
     /// The connect failure or reset, as the retry policy sees it.
@@ -77,18 +85,4 @@ fn reason_text(reason: ResetReason) -> &'static str {
         ResetReason::ConnectionTermination => "connection closed before the response",
         ResetReason::ProtocolError => "invalid HTTP response",
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let message = e.to_string();
-        if !text.contains(&message) {
-            text.push_str(": ");
-            text.push_str(&message);
-        }
-        source = e.source();
-    }
-    text
 }

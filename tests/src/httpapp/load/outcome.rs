@@ -57,27 +57,12 @@ pub(super) fn micros(d: Duration) -> u64 {
 impl Failure {
     /// A failure described by `what` (what was being done) and the error.
     pub(super) fn of(what: &str, error: &(dyn StdError + 'static)) -> Self {
-        Self { kind: classify(error), detail: format!("{what}: {}", chain(error)) }
+        Self { kind: classify(error), detail: format!("{what}: {}", ambit_common::errors::error_chain(error)) }
     }
 
     pub(super) fn timeout(after: Duration) -> Self {
         Self { kind: "timeout", detail: format!("no complete answer within {after:?} (--timeout-ms)") }
     }
-}
-
-/// `error: cause: cause…`, the whole source chain on one line.
-fn chain(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = e.source();
-    }
-    text
 }
 
 /// The kind of a transport error: the most specific cause found along its source chain.
