@@ -11,6 +11,7 @@ pub mod hbone;
 pub mod http_server;
 pub mod identity;
 pub mod labels;
+pub mod logging;
 pub mod names;
 pub mod namespaces;
 pub mod netns;

@@ -14,12 +14,7 @@ use crate::{
     compile::MeshConfig,
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use ambit_common::logging::LogFormat;
 
 /// Ambit's control plane: reads Istio and Kubernetes config, pushes it to node proxies and waypoints.
 #[derive(Debug, clap::Parser)]

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use ambit_control_plane::config::{Args, LogFormat};
+use ambit_control_plane::config::Args;
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -20,12 +20,7 @@ fn main() -> ExitCode {
         println!("{}", serde_json::to_string_pretty(&config).expect("config serializes"));
         return ExitCode::SUCCESS;
     }
-    let filter = tracing_subscriber::EnvFilter::new(&config.log);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match config.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
+    ambit_common::logging::init(&config.log, config.log_format);
     // Libraries that build rustls configs without naming a provider (kube's client) find ours.
     ambit_common::identity::install_default_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

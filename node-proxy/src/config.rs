@@ -6,12 +6,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use serde::Serialize;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum LogFormat {
-    Text,
-    Json,
-}
+pub(crate) use ambit_common::logging::LogFormat;
 
 /// Ambit's per-node proxy: captures enrolled pods' TCP traffic with eBPF and carries it.
 #[derive(Debug, clap::Parser)]

@@ -19,7 +19,7 @@ mod records;
 use std::process::ExitCode;
 
 use clap::Parser;
-use config::{Args, LogFormat};
+use config::Args;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         println!("{}", serde_json::to_string_pretty(&config).expect("config serializes"));
         return ExitCode::SUCCESS;
     }
-    init_logging(&config.log, config.log_format);
+    ambit_common::logging::init(&config.log, config.log_format);
     // Libraries that build rustls configs without naming a provider (kube's client) find ours.
     ambit_common::identity::install_default_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -52,14 +52,5 @@ fn main() -> ExitCode {
             eprintln!("node-proxy failed: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::new(filter);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }

@@ -7,12 +7,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use ambit_common::identity::SpiffeId;
 use serde::Serialize;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use ambit_common::logging::LogFormat;
 
 /// Ambit's waypoint: the L7 proxy of a namespace's services (HBONE in, HTTP routing, HBONE out).
 #[derive(Debug, clap::Parser)]

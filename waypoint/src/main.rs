@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use ambit_waypoint::config::{Args, LogFormat};
+use ambit_waypoint::config::Args;
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         println!("{}", serde_json::to_string_pretty(&config).expect("config serializes"));
         return ExitCode::SUCCESS;
     }
-    init_logging(&config.log, config.log_format);
+    ambit_common::logging::init(&config.log, config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -35,14 +35,5 @@ fn main() -> ExitCode {
             eprintln!("waypoint failed: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_logging(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::new(filter);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
