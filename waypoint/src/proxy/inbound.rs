@@ -8,7 +8,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use ambit_common::{
     hbone::server::{ConnectRequest, serve as serve_hbone},
-    identity::{peer_identity, tls::hbone_server_config},
+    identity::{SpiffeId, peer_identity, tls::hbone_server_config},
 };
 use http::StatusCode;
 use tokio::net::{TcpListener, TcpStream};
@@ -71,31 +71,22 @@ async fn connection(wp: Arc<Waypoint>, tcp: TcpStream, peer: SocketAddr) {
     };
     inc(&wp.stats.hbone_connections);
     let settings = wp.hbone.clone();
-    let result = serve_hbone(tls, &settings, |request| {
-        let down = Downstream {
-            peer,
-            identity: Some(identity.clone()),
-            destination: peer,
-            local,
-            version: http::Version::HTTP_11,
-        };
-        stream(wp.clone(), down, request)
-    })
-    .await;
+    let result =
+        serve_hbone(tls, &settings, |request| stream(wp.clone(), peer, identity.clone(), local, request)).await;
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "HBONE connection ended with an error");
     }
 }
 
-/// One CONNECT stream: the service port it is for, then HTTP or TCP.
-async fn stream(wp: Arc<Waypoint>, mut down: Downstream, request: ConnectRequest) {
+/// One CONNECT stream from `peer`: the service port it is for, then HTTP or TCP.
+async fn stream(wp: Arc<Waypoint>, peer: SocketAddr, identity: SpiffeId, local: SocketAddr, request: ConnectRequest) {
     inc(&wp.stats.streams);
     let Ok(destination) = request.authority.parse::<SocketAddr>() else {
-        tracing::warn!(peer = %down.peer, authority = %request.authority, "CONNECT authority is not ip:port; refused (400)");
+        tracing::warn!(%peer, authority = %request.authority, "CONNECT authority is not ip:port; refused (400)");
         inc(&wp.stats.streams_refused);
         return request.reject(StatusCode::BAD_REQUEST);
     };
-    down.destination = destination;
+    let down = Downstream { peer, identity: Some(identity), destination, local, version: http::Version::HTTP_11 };
     let snapshot = wp.config.current();
     let Some(service) = snapshot.service(destination) else {
         tracing::warn!(peer = %down.peer, %destination, version = snapshot.version,
