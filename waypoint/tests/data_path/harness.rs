@@ -149,13 +149,28 @@ impl Mesh {
         sender
     }
 
-    /// The access records so far.
-    pub(crate) fn records(&self) -> Vec<AccessRecord> {
-        self.waypoint.records.after(0)
+    /// The access records of every request answered so far. A record is stored when its response
+    /// body ends, which may be just after the client has read that body, so this waits (up to
+    /// 10 s) until every request the waypoint has answered has its record.
+    pub(crate) async fn records(&self) -> Vec<AccessRecord> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let records = self.waypoint.records.after(0);
+            let answered = self.waypoint.stats.requests.load(Ordering::Relaxed);
+            if records.last().map_or(0, |r| r.id) >= answered {
+                return records;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{answered} requests answered, records stored: {records:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
-    pub(crate) fn last_record(&self) -> AccessRecord {
-        self.records().pop().expect("a request was recorded")
+    /// The record of the request answered last.
+    pub(crate) async fn last_record(&self) -> AccessRecord {
+        self.records().await.pop().expect("a request was recorded")
     }
 }
 

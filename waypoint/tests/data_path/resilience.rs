@@ -47,7 +47,7 @@ async fn the_route_timeout_answers_504_ut() {
     let mut client = mesh.http1().await;
     let (status, _, body) = read(send1(&mut client, get("/", &[])).await).await;
     assert_eq!((status, body.as_str()), (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"));
-    assert_eq!(mesh.last_record().response_flags, "UT");
+    assert_eq!(mesh.last_record().await.response_flags, "UT");
     release.notify_waiters();
 }
 
@@ -92,13 +92,13 @@ async fn retries_are_made_until_success_or_the_limit_urx() {
     let (status, _, body) = read(send1(&mut client, get("/flaky", &[])).await).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
     assert_eq!(flaky.requests(), 3, "two retries reached the upstream");
-    let record = mesh.last_record();
+    let record = mesh.last_record().await;
     assert_eq!((record.attempts, record.response_flags.as_str()), (3, "-"));
 
     let (status, _, body) = read(send1(&mut client, get("/other", &[])).await).await;
     assert_eq!((status, body.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "down"), "the last response is passed on");
     assert_eq!(broken.requests(), 3);
-    let record = mesh.last_record();
+    let record = mesh.last_record().await;
     assert_eq!((record.attempts, record.response_flags.as_str()), (3, "URX"));
 }
 
@@ -137,12 +137,12 @@ async fn faults_abort_at_their_rate_and_delay() {
     assert!((140..=260).contains(&aborted.len()), "{} of 400 aborted", aborted.len());
     assert!(aborted.iter().all(|(_, _, body)| body == "fault filter abort"));
     assert_eq!(v1.requests(), 400 - aborted.len(), "aborted requests never reach the upstream");
-    let flags = tally(mesh.records().into_iter().map(|r| r.response_flags));
+    let flags = tally(mesh.records().await.into_iter().map(|r| r.response_flags));
     assert_eq!(flags.get("FI").copied(), Some(aborted.len()));
 
     let mut client = client.clone();
     let (status, _, _) = read(client.send_request(get2("/", &[])).await.unwrap()).await;
-    assert_eq!((status, mesh.last_record().response_flags.as_str()), (StatusCode::OK, "DI"));
+    assert_eq!((status, mesh.last_record().await.response_flags.as_str()), (StatusCode::OK, "DI"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,7 +174,7 @@ async fn mirrors_get_a_shadow_copy_that_never_affects_the_response() {
     // The shadow never answers while we wait: the response must not wait for it.
     let (status, _, body) = read(send1(&mut client, post).await).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "v1"));
-    assert_eq!(mesh.last_record().mirrored, [cluster_name("shadow")]);
+    assert_eq!(mesh.last_record().await.mirrored, [cluster_name("shadow")]);
     let mut waited = 0;
     while shadow.seen().is_empty() && waited < 500 {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -218,7 +218,7 @@ async fn circuit_breakers_answer_503_uo_when_connections_and_pending_are_full() 
         assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(body.ends_with("reset reason: overflow"), "{body}");
     }
-    let uo = mesh.records().into_iter().filter(|r| r.response_flags == "UO").count();
+    let uo = mesh.records().await.into_iter().filter(|r| r.response_flags == "UO").count();
     assert_eq!(uo, 2);
     // Released one by one: the held request answers, then the pending one gets the connection.
     let mut late = Vec::new();
@@ -352,13 +352,13 @@ async fn a_connect_failure_is_retried_on_another_endpoint() {
         let (status, _, body) = read(send1(&mut client, get("/", &[])).await).await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, "good"));
     }
-    let attempts: Vec<u32> = mesh.records().iter().map(|r| r.attempts).collect();
+    let attempts: Vec<u32> = mesh.records().await.iter().map(|r| r.attempts).collect();
     assert!(attempts.contains(&2), "a try to the dead endpoint was retried on the good one: {attempts:?}");
     // Without a retry policy the dead endpoint's refusal is the answer: 503 UF.
     let mut flags = Vec::new();
     for _ in 0..2 {
         let (status, _, body) = read(send1(&mut client, get("/", &[("x-no-retry", "1")])).await).await;
-        let record = mesh.last_record();
+        let record = mesh.last_record().await;
         if status == StatusCode::SERVICE_UNAVAILABLE {
             assert!(body.contains("remote connection failure"), "{body}");
             flags.push(record.response_flags);
@@ -442,9 +442,9 @@ async fn grpc_requests_get_trailers_only_replies_and_grpc_retries() {
     let (status, headers, _) = read(client.send_request(call(false)).await.unwrap()).await;
     assert_eq!((status, &headers["grpc-status"]), (StatusCode::OK, &http::HeaderValue::from(0)));
     assert_eq!(grpc.requests(), 2, "UNAVAILABLE was retried");
-    assert_eq!(mesh.last_record().attempts, 2);
+    assert_eq!(mesh.last_record().await.attempts, 2);
     let (status, headers, _) = read(client.send_request(call(true)).await.unwrap()).await;
     assert_eq!((status, &headers["grpc-status"]), (StatusCode::OK, &http::HeaderValue::from(8)));
-    let record = mesh.last_record();
+    let record = mesh.last_record().await;
     assert_eq!((record.response_flags.as_str(), record.grpc_status), ("FI", Some(8)));
 }

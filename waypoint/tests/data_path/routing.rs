@@ -57,12 +57,12 @@ async fn header_matches_and_prefixes_pick_the_route() {
     for (request, upstream, route) in cases {
         let (status, headers, _) = read(send1(&mut client, request).await).await;
         assert_eq!((status, upstream_of(&headers)), (StatusCode::OK, upstream.to_owned()));
-        let record = mesh.last_record();
+        let record = mesh.last_record().await;
         assert_eq!(record.route_name.as_deref(), Some(route));
         assert_eq!((record.protocol, record.attempts, record.response_flags.as_str()), ("HTTP/1.1", 1, "-"));
     }
     assert_eq!(v2.seen()[0].authority, format!("{HOST}:{PORT}"), "the Host header is passed on");
-    assert_eq!(mesh.last_record().source_identity.as_deref(), Some("spiffe://cluster.local/ns/client/sa/sleep"));
+    assert_eq!(mesh.last_record().await.source_identity.as_deref(), Some("spiffe://cluster.local/ns/client/sa/sleep"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +90,7 @@ async fn a_weighted_split_follows_the_weights() {
     // 20 % of 2000 is 400; the standard deviation is about 18, so ±100 is over five of them.
     assert!((300..=500).contains(&v2_share), "v2 got {v2_share} of 2000: {counts:?}");
     assert_eq!((v1.connections(), v2.connections()), (1, 1), "one multiplexed HTTP/2 connection per endpoint");
-    assert!(mesh.records().iter().all(|r| r.protocol == "HTTP/2"));
+    assert!(mesh.records().await.iter().all(|r| r.protocol == "HTTP/2"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,7 +141,7 @@ async fn redirects_and_direct_responses_are_answered_by_the_waypoint() {
     );
     let (status, _, body) = read(send1(&mut client, get("/other", &[])).await).await;
     assert_eq!((status.as_u16(), body.as_str()), (418, "short and stout"));
-    assert_eq!(mesh.last_record().attempts, 0, "nothing went upstream");
+    assert_eq!(mesh.last_record().await.attempts, 0, "nothing went upstream");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,11 +175,11 @@ async fn authorization_denies_with_403_and_no_route_is_404() {
     let mut client = mesh.http1().await;
     let (status, _, body) = read(send1(&mut client, get("/admin/users", &[])).await).await;
     assert_eq!((status, body.as_str()), (StatusCode::FORBIDDEN, "RBAC: access denied"));
-    assert!(mesh.last_record().detail.unwrap().contains("bookinfo/deny-admin"));
+    assert!(mesh.last_record().await.detail.unwrap().contains("bookinfo/deny-admin"));
     let post =
         http::Request::post("/x").header("host", HOST).body(http_body_util::Full::new(bytes::Bytes::new())).unwrap();
     let (status, _, _) = read(send1(&mut client, post).await).await;
-    assert_eq!((status, mesh.last_record().response_flags.as_str()), (StatusCode::NOT_FOUND, "NR"));
+    assert_eq!((status, mesh.last_record().await.response_flags.as_str()), (StatusCode::NOT_FOUND, "NR"));
     assert_eq!(v1.requests(), 0);
 }
 
@@ -229,7 +229,7 @@ async fn an_hbone_endpoint_is_reached_with_mtls_as_the_waypoint() {
     ])
     .unwrap();
     let (status, _, _) = read(send1(&mut client, get("/", &[])).await).await;
-    assert_eq!((status, mesh.last_record().response_flags.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "UF"));
+    assert_eq!((status, mesh.last_record().await.response_flags.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "UF"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,7 +267,7 @@ async fn undeclared_ports_detect_http_and_tcp_and_tcp_routes_relay_bytes() {
     let mut h2 = mesh.http2().await;
     let (status, _, body) = read(h2.send_request(get2("/", &[])).await.unwrap()).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "v1"), "h2c prior knowledge detected");
-    assert_eq!(mesh.last_record().protocol, "HTTP/2");
+    assert_eq!(mesh.last_record().await.protocol, "HTTP/2");
     let mut raw = mesh.tunnel(vip()).await.unwrap();
     raw.write_all(b"\x00\x01 not http at all").await.unwrap();
     let mut echoed = [0u8; 18];

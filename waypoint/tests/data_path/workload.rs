@@ -71,7 +71,7 @@ async fn http_to_a_bound_workload_gets_the_waypoints_policy_and_reaches_the_pod_
     let mut client = mesh.http1_to(pod(&ratings)).await;
     let (status, headers, body) = read(send1(&mut client, get("/ratings/1", &[])).await).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "ratings"), "{headers:?}");
-    let record = mesh.last_record();
+    let record = mesh.last_record().await;
     assert_eq!(record.route_name.as_deref(), Some("workload"));
     let cluster = format!("workload|{UID}|{}", ratings.addr.port());
     assert_eq!(record.cluster.as_deref(), Some(cluster.as_str()));
@@ -82,7 +82,7 @@ async fn http_to_a_bound_workload_gets_the_waypoints_policy_and_reaches_the_pod_
 
     let (status, _, body) = read(send1(&mut client, get("/admin/x", &[])).await).await;
     assert_eq!((status, body.as_str()), (StatusCode::FORBIDDEN, "RBAC: access denied"));
-    assert_eq!(mesh.last_record().detail.as_deref(), Some("denied by DENY policy bookinfo/deny-admin"));
+    assert_eq!(mesh.last_record().await.detail.as_deref(), Some("denied by DENY policy bookinfo/deny-admin"));
     assert_eq!(ratings.requests(), 1, "a denied request never reaches the pod");
 
     // The service keeps its own policies: the one limited to it denies there.
@@ -96,7 +96,7 @@ async fn http_to_a_bound_workload_gets_the_waypoints_policy_and_reaches_the_pod_
     let mut h2 = mesh.http2_to(pod(&grpc_port)).await;
     let (status, _, body) = read(h2.send_request(get2("/ratings/2", &[])).await.unwrap()).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "ratings-h2"));
-    let record = mesh.last_record();
+    let record = mesh.last_record().await;
     assert_eq!(record.protocol, "HTTP/2");
     assert_eq!(record.cluster, Some(format!("workload|{UID}|{}", grpc_port.addr.port())), "one cluster per port");
 }
@@ -121,7 +121,7 @@ async fn a_captured_workload_is_reached_over_hbone_presenting_its_identity() {
     mesh.apply(vec![bound(EndpointTransport::Hbone, &id("bookinfo", "impostor").to_string())]).unwrap();
     let mut client = mesh.http1_to(pod(&ratings)).await;
     let (status, _, _) = read(send1(&mut client, get("/", &[])).await).await;
-    assert_eq!((status, mesh.last_record().response_flags.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "UF"));
+    assert_eq!((status, mesh.last_record().await.response_flags.as_str()), (StatusCode::SERVICE_UNAVAILABLE, "UF"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
