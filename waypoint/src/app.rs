@@ -1,5 +1,7 @@
-//! Start-up: the certificate (from the CA, kept renewed), the subscription (each accepted update
-//! compiled into the snapshot in force, or NACKed), the HBONE listener, the admin API.
+//! Start-up: the certificate (from the CA, kept renewed), the workers with their HBONE listener
+//! sockets, the subscription (each accepted update compiled into the snapshot in force, or
+//! NACKed), the admin API. The caller's runtime runs the control side; the workers run the
+//! data path on their own threads.
 
 use std::sync::Arc;
 
@@ -13,7 +15,7 @@ use ambit_common::{
     },
 };
 use anyhow::Context;
-use tokio::{net::TcpListener, sync::watch};
+use tokio::sync::watch;
 
 use crate::{
     admin::{self, AdminState},
@@ -21,6 +23,7 @@ use crate::{
     identity::Identity,
     proxy::{Waypoint, inbound},
     snapshot::ConfigStore,
+    workers,
 };
 
 /// The port endpoints' node proxies take HBONE on.
@@ -63,6 +66,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let store = ConfigStore::default();
     let waypoint = Waypoint::new(store.clone(), identity, HBONE_PORT);
+    // The workers first: the per-worker state clusters keep is sized when the first update is
+    // compiled.
+    let listeners = workers::bind(config.listen, config.workers)?;
+    let listen = listeners[0].local_addr().context("the HBONE listener's address")?;
+    workers::start(listeners, {
+        let waypoint = waypoint.clone();
+        move |listener| inbound::serve(listener, waypoint.clone())
+    })?;
+
     let hello = Hello {
         proxy: Some(Proxy::Waypoint(WaypointRef { namespace: config.namespace.clone(), name: config.name.clone() })),
         proxy_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -75,11 +87,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let validate = move |resources: &ResourceSet| store.apply(resources).map_err(|e| e.to_string());
     tokio::spawn(subscribe(subscriber, validate, resources_tx, status_tx));
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding the HBONE listener {} (--listen)", config.listen))?;
-    let listen = listener.local_addr().context("the HBONE listener's address")?;
-    tokio::spawn(inbound::serve(listener, waypoint.clone()));
     let state = Arc::new(AdminState {
         waypoint: waypoint.clone(),
         config: serde_json::to_value(&config).context("the configuration as JSON")?,
@@ -88,7 +95,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let admin = admin::serve(config.admin, state)
         .await
         .with_context(|| format!("serving the admin API on {} (--admin)", config.admin))?;
-    tracing::info!(%listen, %admin, identity = %config.identity,
+    tracing::info!(%listen, %admin, identity = %config.identity, workers = config.workers,
         gateway = %format_args!("{}/{}", config.namespace, config.name), "waypoint started");
     Ok(Running { waypoint, listen, admin })
 }

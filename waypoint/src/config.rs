@@ -47,6 +47,10 @@ pub struct Args {
     /// Admin API address (/ready, /config_dump, /stats, /requests).
     #[arg(long, env = "AMBIT_ADMIN_ADDR", default_value = "127.0.0.1:15020")]
     admin: SocketAddr,
+    /// Worker threads, each serving its own connections start to finish (Envoy's
+    /// `--concurrency`); 0: one per CPU the process may run on.
+    #[arg(long, env = "AMBIT_WORKERS", default_value_t = 0)]
+    workers: usize,
     /// Log filter, in `tracing` EnvFilter syntax (e.g. `info`, `debug,access=info`).
     #[arg(long, env = "AMBIT_LOG", default_value = "info")]
     log: String,
@@ -72,9 +76,14 @@ pub struct Config {
     pub control_plane_identity: String,
     pub listen: SocketAddr,
     pub admin: SocketAddr,
+    /// Worker threads (resolved: never 0).
+    pub workers: usize,
     pub log: String,
     pub log_format: LogFormat,
 }
+
+/// More workers than this is a typo, not a machine.
+const MAX_WORKERS: usize = 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("--{flag}: {message}")]
@@ -114,6 +123,11 @@ impl Args {
             self.control_plane_identity.parse().map_err(|e| err("control-plane-identity", format!("{e}")))?;
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| err("log", format!("invalid filter {:?}: {e}", self.log)))?;
+        let workers = match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            n if n <= MAX_WORKERS => n,
+            n => return Err(err("workers", format!("{n} is more than {MAX_WORKERS}; use 0 for one per CPU"))),
+        };
         Ok(Config {
             control_plane: self.control_plane,
             ca_root: self.ca_root,
@@ -125,6 +139,7 @@ impl Args {
             control_plane_identity: control_plane_identity.to_string(),
             listen: self.listen,
             admin: self.admin,
+            workers,
             log: self.log,
             log_format: self.log_format,
         })
@@ -163,6 +178,8 @@ mod tests {
         assert_eq!(config.control_plane_identity, "spiffe://cluster.local/ns/istio-system/sa/ambit-control-plane");
         let dump = serde_json::to_value(&config).unwrap();
         assert_eq!(dump["logFormat"], "text");
+        assert_eq!(config.workers, std::thread::available_parallelism().unwrap().get(), "one per CPU");
+        assert_eq!(parse(&["--workers=3"]).unwrap().workers, 3);
         let td = parse(&["--trust-domain=example.org"]).unwrap();
         assert_eq!(td.identity, "spiffe://example.org/ns/bookinfo/sa/waypoint");
     }
@@ -172,6 +189,7 @@ mod tests {
         assert_eq!(parse(&["--control-plane=http://10.0.0.1:15010"]).unwrap_err().flag, "control-plane");
         assert_eq!(parse(&["--ca-root=ca.pem"]).unwrap_err().flag, "ca-root");
         assert_eq!(parse(&["--namespace=Not_Valid"]).unwrap_err().flag, "namespace");
+        assert_eq!(parse(&["--workers=100000"]).unwrap_err().flag, "workers");
         assert_eq!(parse(&["--service-account=a/b"]).unwrap_err().flag, "service-account");
         assert_eq!(parse(&["--control-plane-identity=nope"]).unwrap_err().flag, "control-plane-identity");
         assert_eq!(parse(&["--log=[bad"]).unwrap_err().flag, "log");

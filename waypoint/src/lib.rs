@@ -39,6 +39,7 @@
 //! | [`upstream`] | clusters at run time: load balancer, outlier detector, circuit breakers, pooled HTTP/1.1 and HTTP/2 connections over TCP or HBONE |
 //! | [`body`] | streamed bodies: a bounded replay copy for retries and mirrors, responses that hold their guards |
 //! | [`io`] | an HBONE stream as one byte stream, replaying peeked bytes |
+//! | [`workers`] | thread per core: a single-threaded runtime and listener socket per worker, so a request's tasks never wake another thread |
 //! | [`records`], [`stats`], [`admin`] | access records, counters, the admin API |
 
 pub mod admin;
@@ -68,3 +69,4 @@ pub mod snapshot;
 pub mod stats;
 pub mod timeout;
 pub mod upstream;
+pub mod workers;

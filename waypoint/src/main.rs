@@ -21,7 +21,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     ambit_common::logging::init(&config.log, config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The control side (Discovery, the CA client, the admin API); the data path runs on the
+    // workers' own runtimes (`ambit_waypoint::workers`).
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("waypoint: cannot start the async runtime: {e}");

@@ -1,6 +1,9 @@
 //! Request counters for `/stats`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{
+    Mutex,
+    atomic::{AtomicU64, Ordering},
+};
 
 use serde::Serialize;
 
@@ -18,6 +21,8 @@ pub struct Stats {
     pub retries: AtomicU64,
     pub mirrored: AtomicU64,
     pub tcp_connections: AtomicU64,
+    /// HBONE connections accepted by each worker (index: the worker).
+    worker_connections: Mutex<Vec<u64>>,
 }
 
 #[derive(Serialize)]
@@ -35,6 +40,7 @@ pub struct StatsView {
     retries: u64,
     mirrored: u64,
     tcp_connections: u64,
+    worker_connections: Vec<u64>,
 }
 
 pub fn inc(counter: &AtomicU64) {
@@ -52,6 +58,15 @@ impl Stats {
         }
     }
 
+    /// Counts an HBONE connection accepted by `worker`.
+    pub fn worker_connection(&self, worker: usize) {
+        let mut counts = self.worker_connections.lock().expect("stats lock");
+        if counts.len() <= worker {
+            counts.resize(worker + 1, 0);
+        }
+        counts[worker] += 1;
+    }
+
     pub fn view(&self) -> StatsView {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsView {
@@ -67,6 +82,7 @@ impl Stats {
             retries: get(&self.retries),
             mirrored: get(&self.mirrored),
             tcp_connections: get(&self.tcp_connections),
+            worker_connections: self.worker_connections.lock().expect("stats lock").clone(),
         }
     }
 }

@@ -3,7 +3,7 @@
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use super::{Options, Protocol, slack};
+use super::{Options, Protocol, cpu::PerRequest, slack};
 use crate::Pod;
 
 /// Runs where more than this share of requests failed are refused: their figures would describe
@@ -81,6 +81,8 @@ pub(super) struct Sample {
     /// after that time: every fixed-rate figure carries that delay (the same for every path, so
     /// it cancels in the differences, but it adds noise to them). This run has no timer in it.
     pub(super) one_by_one: Run,
+    /// What the proxy on the path (the waypoint, Envoy) spent per request in the closed loop.
+    pub(super) proxy: Option<PerRequest>,
 }
 
 impl Sample {
@@ -94,12 +96,16 @@ impl Sample {
 
     pub(super) fn line(&self) -> String {
         format!(
-            "{:>6.0} req/s   fixed rate p50 {:>5.0} µs p99 {:>6.0} µs   one by one p50 {:>5.0} µs p99 {:>6.0} µs{}",
+            "{:>6.0} req/s   fixed rate p50 {:>5.0} µs p99 {:>6.0} µs   one by one p50 {:>5.0} µs p99 {:>6.0} µs{}{}",
             self.saturation.rps(),
             self.fixed_rate.p50_us,
             self.fixed_rate.p99_us,
             self.one_by_one.p50_us,
             self.one_by_one.p99_us,
+            match self.proxy {
+                Some(p) => format!("   proxy {:.1} µs CPU, {:.2} switches /req", p.cpu_us, p.switches),
+                None => String::new(),
+            },
             match self.failed() {
                 0 => String::new(),
                 n => format!("   ({n} failed)"),

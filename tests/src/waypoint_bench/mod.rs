@@ -19,6 +19,7 @@
 //! waypoint's and Envoy's request counters (the one on the path counted every answered request,
 //! the other none), and the node proxies' connection records say how each client was carried.
 
+mod cpu;
 mod envoy;
 mod load;
 mod report;

@@ -28,6 +28,10 @@ pub struct Row {
     pub one_by_one_p99_us: f64,
     /// Latency under saturation, µs (queueing included; for reference).
     pub saturation_p50_us: f64,
+    /// What the proxy on the path (waypoint, Envoy) spent per request in the closed loop: CPU µs
+    /// and context switches.
+    pub proxy_cpu_us_per_request: Option<f64>,
+    pub proxy_switches_per_request: Option<f64>,
     /// Requests that failed, over all rounds and modes.
     pub failed: u64,
     /// Every round's figures.
@@ -45,6 +49,8 @@ impl Row {
             one_by_one_p50_us: median(samples.iter().map(|s| s.one_by_one.p50_us)),
             one_by_one_p99_us: median(samples.iter().map(|s| s.one_by_one.p99_us)),
             saturation_p50_us: median(samples.iter().map(|s| s.saturation.p50_us)),
+            proxy_cpu_us_per_request: median_of(samples.iter().map(|s| s.proxy.map(|p| p.cpu_us))),
+            proxy_switches_per_request: median_of(samples.iter().map(|s| s.proxy.map(|p| p.switches))),
             failed: samples.iter().map(Sample::failed).sum(),
             samples: samples.to_vec(),
         }
@@ -69,6 +75,9 @@ pub struct Comparison {
     pub one_by_one_waypoint_added_p50_us: f64,
     pub one_by_one_envoy_added_p50_us: f64,
     pub one_by_one_added_p50_ratio: Option<f64>,
+    /// Envoy's CPU per request ÷ the waypoint's: how many times as many requests the waypoint
+    /// serves per CPU-second (the proxies themselves, without the rest of their paths).
+    pub requests_per_cpu_ratio: Option<f64>,
     pub rps_target_met: bool,
     pub latency_target_met: bool,
 }
@@ -93,6 +102,10 @@ impl Comparison {
             one_by_one_waypoint_added_p50_us: one_waypoint,
             one_by_one_envoy_added_p50_us: one_envoy,
             one_by_one_added_p50_ratio: ratio(one_waypoint, one_envoy),
+            requests_per_cpu_ratio: match (envoy.proxy_cpu_us_per_request, waypoint.proxy_cpu_us_per_request) {
+                (Some(envoy), Some(waypoint)) => ratio(envoy, waypoint),
+                _ => None,
+            },
             rps_target_met: rps_ratio >= TARGET_RPS_RATIO,
             latency_target_met: added_ratio.is_some_and(|r| r <= TARGET_ADDED_P50_RATIO),
         })
@@ -130,18 +143,19 @@ impl Report {
     pub fn print(&self) {
         println!();
         println!(
-            "{:<9} {:<17} {:>8} {:>21} {:>21} {:>6}",
+            "{:<9} {:<17} {:>8} {:>21} {:>21} {:>22} {:>6}",
             "protocol",
             "path",
             "req/s",
             format!("p50 / p99 @{}/s", self.rate),
             "p50 / p99 one by one",
+            "proxy CPU, switches/req",
             "failed"
         );
         for protocol in Protocol::ALL {
             for row in self.rows.iter().filter(|r| r.protocol == protocol) {
                 println!(
-                    "{:<9} {:<17} {:>8.0} {:>9.0} / {:>6.0} µs {:>9.0} / {:>6.0} µs {:>6}",
+                    "{:<9} {:<17} {:>8.0} {:>9.0} / {:>6.0} µs {:>9.0} / {:>6.0} µs {:>22} {:>6}",
                     protocol.label(),
                     row.path.label(),
                     row.rps,
@@ -149,6 +163,10 @@ impl Report {
                     row.p99_us,
                     row.one_by_one_p50_us,
                     row.one_by_one_p99_us,
+                    match (row.proxy_cpu_us_per_request, row.proxy_switches_per_request) {
+                        (Some(cpu), Some(switches)) => format!("{cpu:.1} µs, {switches:.2}"),
+                        _ => "-".to_owned(),
+                    },
                     row.failed
                 );
             }
@@ -178,6 +196,9 @@ impl Report {
                 c.one_by_one_envoy_added_p50_us,
                 show(c.one_by_one_added_p50_ratio)
             );
+            if let Some(r) = c.requests_per_cpu_ratio {
+                println!("{label}: requests per CPU-second, waypoint ÷ Envoy (the proxies alone) = {r:.2}");
+            }
         }
         println!(
             "\n(req/s: closed loop, {} workers, {} s; latency @{}/s: open loop for {} s, from each request's \
@@ -205,6 +226,12 @@ fn met(yes: bool) -> &'static str {
     if yes { "met" } else { "NOT met" }
 }
 
+/// The median of the values present, if any is.
+fn median_of(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let present: Vec<f64> = values.flatten().collect();
+    (!present.is_empty()).then(|| median(present.into_iter()))
+}
+
 fn median(values: impl Iterator<Item = f64>) -> f64 {
     let mut v: Vec<f64> = values.collect();
     if v.is_empty() {
@@ -216,10 +243,14 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{super::load::Run, *};
+    use super::{
+        super::{cpu::PerRequest, load::Run},
+        *,
+    };
 
-    fn sample(rps: f64, p50: f64) -> Sample {
+    fn sample(rps: f64, p50: f64, proxy_cpu_us: Option<f64>) -> Sample {
         Sample {
+            proxy: proxy_cpu_us.map(|cpu_us| PerRequest { cpu_us, switches: 2.0 }),
             saturation: Run { ok: (rps * 5.0) as u64, failed: 0, elapsed_ms: 5000, p50_us: 1000.0, p99_us: 2000.0 },
             fixed_rate: Run { ok: 5000, failed: 1, elapsed_ms: 5000, p50_us: p50, p99_us: p50 * 3.0 },
             one_by_one: Run { ok: 5000, failed: 0, elapsed_ms: 5000, p50_us: p50 / 2.0, p99_us: p50 },
@@ -227,11 +258,17 @@ mod tests {
     }
 
     fn row(path: Path, rps: f64, p50: f64) -> Row {
-        Row::new(
-            Protocol::Http1,
-            path,
-            &[sample(rps, p50), sample(rps * 2.0, p50 + 50.0), sample(rps / 2.0, p50 + 1.0)],
-        )
+        let cpu = match path {
+            Path::Waypoint => Some(20.0),
+            Path::Envoy => Some(50.0),
+            Path::Direct | Path::Mesh => None,
+        };
+        let samples = [
+            sample(rps, p50, cpu),
+            sample(rps * 2.0, p50 + 50.0, cpu.map(|c| c * 3.0)),
+            sample(rps / 2.0, p50 + 1.0, cpu.map(|c| c + 1.0)),
+        ];
+        Row::new(Protocol::Http1, path, &samples)
     }
 
     #[test]
@@ -253,6 +290,8 @@ mod tests {
         assert!(c.rps_target_met && c.latency_target_met);
         assert_eq!((c.one_by_one_waypoint_added_p50_us, c.one_by_one_envoy_added_p50_us), (30.0, 60.0));
         assert_eq!(c.one_by_one_added_p50_ratio, Some(0.5));
+        assert_eq!((rows[0].proxy_cpu_us_per_request, rows[2].proxy_cpu_us_per_request), (None, Some(21.0)));
+        assert_eq!(c.requests_per_cpu_ratio, Some(51.0 / 21.0), "Envoy's CPU per request ÷ the waypoint's");
         assert!(Comparison::new(Protocol::H2c, &rows).is_none(), "no h2c rows");
     }
 

@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 
 use super::{
     Options, Path, Protocol,
+    cpu::{PerRequest, Usage},
     envoy::{self, Envoy},
     load::{self, Mode, Sample, Target},
     verify::{self, Counters},
@@ -42,7 +43,7 @@ pub(super) struct Pair {
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Workers {
-    /// The waypoint's tokio runtime: one worker per CPU it may run on (its default).
+    /// The waypoint's workers: one per CPU it may run on (its default).
     pub waypoint: usize,
     /// Envoy's `--concurrency`, set to the waypoint's.
     pub envoy: usize,
@@ -103,7 +104,7 @@ impl Bench {
         cluster.wait_converged()?;
 
         let waypoint_pid = waypoint.pid().context("the waypoint is not running")?;
-        let workers = verify::tokio_workers(waypoint_pid)?;
+        let workers = verify::waypoint_workers(waypoint_pid)?;
         let upstream = SocketAddr::new(direct.server.ip().into(), SERVER_PORT);
         let envoy = Envoy::start(&options.envoy, &envoy_pod, upstream, workers, cluster.run_dir())?;
         let envoy_workers = verify::envoy_workers(envoy.pid())?;
@@ -136,7 +137,7 @@ impl Bench {
 
     pub(super) fn workers_line(&self) -> String {
         format!(
-            "worker threads: waypoint {} (tokio, one per CPU it may use), envoy {} (--concurrency)",
+            "worker threads: waypoint {} (one per CPU it may use), envoy {} (--concurrency)",
             self.workers.waypoint, self.workers.envoy
         )
     }
@@ -171,10 +172,20 @@ impl Bench {
     pub(super) fn measure(&self, protocol: Protocol, path: Path) -> anyhow::Result<Sample> {
         let target = self.target(protocol, path);
         let before = Counters::read(self)?;
+        let proxy_pid = match path {
+            Path::Waypoint => Some(self.waypoint.pid().context("the waypoint is not running")?),
+            Path::Envoy => Some(self.envoy.pid()),
+            Path::Direct | Path::Mesh => None,
+        };
+        let proxy_before = proxy_pid.map(Usage::read).transpose()?;
         let saturation = load::run(&target, protocol, Mode::Saturation, &self.options)?;
+        let proxy = match (proxy_pid, proxy_before) {
+            (Some(pid), Some(before)) => Some(PerRequest::new(Usage::read(pid)?.since(&before), saturation.ok)),
+            _ => None,
+        };
         let fixed_rate = load::run(&target, protocol, Mode::FixedRate, &self.options)?;
         let one_by_one = load::run(&target, protocol, Mode::OneByOne, &self.options)?;
-        let sample = Sample { saturation, fixed_rate, one_by_one };
+        let sample = Sample { saturation, fixed_rate, one_by_one, proxy };
         let after = Counters::read(self)?;
         verify::proxied(path, protocol, &before, &after, sample.ok())?;
         Ok(sample)

@@ -218,22 +218,21 @@ pub(super) fn connection_records(bench: &Bench) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The waypoint's tokio worker threads. Its runtime is tokio's default multi-thread one: a worker
-/// per CPU the process may run on (`available_parallelism`: its affinity, and no CPU quota in the
-/// harness's cgroups). Counted from its affinity and cross-checked against its threads.
-pub(super) fn tokio_workers(pid: u32) -> anyhow::Result<usize> {
+/// The waypoint's worker threads (`waypoint-wrk-N`). By default it runs one per CPU the process
+/// may run on (`available_parallelism`: its affinity, and no CPU quota in the harness's cgroups):
+/// counted from its threads and cross-checked against its affinity.
+pub(super) fn waypoint_workers(pid: u32) -> anyhow::Result<usize> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let list = status
         .lines()
         .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
         .context("no Cpus_allowed_list in the waypoint's /proc status")?;
     let cpus = count_cpus(list.trim()).with_context(|| format!("Cpus_allowed_list {list:?}"))?;
-    // Workers and blocking threads share tokio's default name (`tokio-rt-worker`).
-    let threads = threads_named(pid, |name| name == "tokio-rt-worker")?;
-    if threads < cpus {
-        bail!("the waypoint (pid {pid}) may use {cpus} CPUs but runs only {threads} tokio threads");
+    let threads = threads_named(pid, |name| name.starts_with("waypoint-wrk-"))?;
+    if threads != cpus {
+        bail!("the waypoint (pid {pid}) may use {cpus} CPUs but runs {threads} worker threads");
     }
-    Ok(cpus)
+    Ok(threads)
 }
 
 /// Envoy's worker threads (`wrk:worker_N`).

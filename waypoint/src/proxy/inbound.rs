@@ -70,6 +70,7 @@ async fn connection(wp: Arc<Waypoint>, tcp: TcpStream, peer: SocketAddr) {
         }
     };
     inc(&wp.stats.hbone_connections);
+    wp.stats.worker_connection(crate::workers::index());
     let settings = wp.hbone.clone();
     let result =
         serve_hbone(tls, &settings, |request| stream(wp.clone(), peer, identity.clone(), local, request)).await;

@@ -154,6 +154,15 @@ impl Breaker {
         self.acquire(Kind::Connections, limits.max_connections, false)
     }
 
+    /// A new upstream connection past `max_connections` (counted as an overflow): for a worker
+    /// that has no connection to the endpoint, so its requests are not left waiting on the
+    /// other workers' connections (Envoy's rule).
+    pub fn connection_beyond_limit(self: &Arc<Self>) -> Slot {
+        self.connections.in_use.fetch_add(1, Ordering::AcqRel);
+        self.connections.overflows.fetch_add(1, Ordering::Relaxed);
+        Slot { breaker: self.clone(), kind: Kind::Connections }
+    }
+
     /// Counts a connection refused by `max_connections` that a request could not wait for.
     pub fn connection_overflow(&self) {
         self.connections.overflows.fetch_add(1, Ordering::Relaxed);
@@ -213,6 +222,11 @@ mod tests {
         drop((connection, pending));
         assert!(breaker.connection(&limits).is_some());
         assert_eq!(breaker.status().connections, 0, "the slot taken above was dropped at once");
+        let held = breaker.connection(&limits).unwrap();
+        let beyond = breaker.connection_beyond_limit();
+        assert_eq!((breaker.status().connections, breaker.status().connection_overflows), (2, 1));
+        drop((held, beyond));
+        assert_eq!(breaker.status().connections, 0);
     }
 
     #[test]

@@ -46,8 +46,8 @@ pub struct ConnectError {
 }
 
 /// HBONE connections are shared by streams presenting and expecting the same identities to the
-/// same address.
-type HboneKey = (SpiffeId, SpiffeId, std::net::IpAddr);
+/// same address, from the same worker (a connection's task runs on the worker that opened it).
+type HboneKey = (usize, SpiffeId, SpiffeId, std::net::IpAddr);
 
 pub struct Connector {
     identity: Identity,
@@ -107,7 +107,7 @@ impl Connector {
                     let _ = tcp.set_nodelay(true);
                     tls.connect(ServerName::IpAddress(ip.into()), tcp).await
                 };
-                let key = (self.identity.id().clone(), expected.clone(), ip);
+                let key = (crate::workers::index(), self.identity.id().clone(), expected.clone(), ip);
                 let stream = self.pool.open(&key, target.address, connect).await.map_err(|e| {
                     remote(format!("HBONE to {} via {hbone_addr} (expecting {expected}): {e}", target.address))
                 })?;

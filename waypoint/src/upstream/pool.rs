@@ -8,7 +8,7 @@ use std::{
     any::Any,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Instant,
 };
@@ -25,7 +25,7 @@ use super::{
     breaker::{Breaker, Limits, Slot},
     connect::{Connector, Target},
 };
-use crate::body::Body;
+use crate::{body::Body, workers};
 
 /// The HTTP version spoken to the endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,36 +50,66 @@ struct H2Conn {
     uses: u32,
 }
 
-/// The connections to one endpoint.
+/// The connections to one endpoint, kept per worker: a connection's tasks run on the worker that
+/// opened it, and only that worker's requests use it (see [`crate::workers`]). The circuit
+/// breakers count the connections of all workers together.
 pub struct EndpointPool {
     pub target: Target,
+    workers: Box<[WorkerConnections]>,
+    /// Connections opened so far (for `/config_dump`).
+    opened: AtomicU64,
+}
+
+/// One worker's connections to the endpoint.
+#[derive(Default)]
+struct WorkerConnections {
+    /// Connections open or being opened (idle, busy or connecting).
+    live: Arc<AtomicUsize>,
     idle: Mutex<Vec<IdleH1>>,
     h2: Mutex<Option<H2Conn>>,
     /// Held while an HTTP/2 connection is being opened, so concurrent requests share it instead
     /// of each opening their own.
     h2_connecting: tokio::sync::Mutex<()>,
-    /// Connections opened so far (for `/config_dump`).
-    opened: AtomicU64,
+}
+
+impl WorkerConnections {
+    fn is_empty(&self) -> bool {
+        self.live.load(Ordering::Acquire) == 0
+    }
+
+    /// Counts a connection being opened until the guard is dropped (it failed, or it closed).
+    fn live(&self) -> LiveConnection {
+        self.live.fetch_add(1, Ordering::AcqRel);
+        LiveConnection(self.live.clone())
+    }
+}
+
+struct LiveConnection(Arc<AtomicUsize>);
+
+impl Drop for LiveConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl EndpointPool {
     pub fn new(target: Target) -> Arc<Self> {
-        Arc::new(Self {
-            target,
-            idle: Mutex::default(),
-            h2: Mutex::default(),
-            h2_connecting: tokio::sync::Mutex::new(()),
-            opened: AtomicU64::new(0),
-        })
+        let workers = (0..workers::count()).map(|_| WorkerConnections::default()).collect();
+        Arc::new(Self { target, workers, opened: AtomicU64::new(0) })
+    }
+
+    /// This worker's connections.
+    fn local(&self) -> &WorkerConnections {
+        workers::slot(&self.workers)
     }
 
     pub fn connections_opened(&self) -> u64 {
         self.opened.load(Ordering::Relaxed)
     }
 
-    /// Idle HTTP/1.1 connections now.
+    /// Idle HTTP/1.1 connections now, on all workers.
     pub fn idle_connections(&self) -> usize {
-        self.idle.lock().expect("pool lock").len()
+        self.workers.iter().map(|w| w.idle.lock().expect("pool lock").len()).sum()
     }
 
     /// Sends `request` on a pooled or new connection.
@@ -125,13 +155,14 @@ impl EndpointPool {
                     },
                 }
             }
-            if let Some(slot) = breaker.connection(limits) {
+            if let Some(slot) = self.connection_slot(breaker, limits) {
+                let live = self.local().live();
                 let io = connector.connect(&self.target, limits.connect_timeout).await.map_err(TryError::Connect)?;
                 let (mut sender, connection) =
                     http1::handshake(TokioIo::new(io)).await.map_err(|e| TryError::from_hyper(&e, &self.target))?;
                 self.opened.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
-                    let _slot = slot;
+                    let _slot = (slot, live);
                     if let Err(e) = connection.await {
                         tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
                     }
@@ -148,9 +179,17 @@ impl EndpointPool {
         }
     }
 
+    /// A slot for a new connection: within `maxConnections`, or beyond it when this worker has no
+    /// connection to the endpoint at all (as Envoy does: the limit is the cluster's, shared by
+    /// every worker's pools, and a pool with no connection could otherwise never serve the
+    /// requests waiting in it while other workers' connections hold every slot).
+    fn connection_slot(&self, breaker: &Arc<Breaker>, limits: &Limits) -> Option<Slot> {
+        breaker.connection(limits).or_else(|| self.local().is_empty().then(|| breaker.connection_beyond_limit()))
+    }
+
     /// An idle connection still open and not idle for too long.
     fn take_idle(&self, limits: &Limits) -> Option<IdleH1> {
-        let mut idle = self.idle.lock().expect("pool lock");
+        let mut idle = self.local().idle.lock().expect("pool lock");
         while let Some(conn) = idle.pop() {
             let stale = limits.http_idle_timeout.is_some_and(|t| conn.since.elapsed() >= t);
             if !stale && !conn.sender.is_closed() {
@@ -168,7 +207,13 @@ impl EndpointPool {
         limits: &Limits,
     ) -> Lease {
         let reusable = limits.max_requests_per_connection.is_none_or(|max| uses < max);
-        Box::new(H1Lease { pool: self.clone(), sender: reusable.then_some(sender), uses, breaker: breaker.clone() })
+        Box::new(H1Lease {
+            pool: self.clone(),
+            worker: workers::index() % self.workers.len(),
+            sender: reusable.then_some(sender),
+            uses,
+            breaker: breaker.clone(),
+        })
     }
 
     async fn send_h2(
@@ -186,11 +231,12 @@ impl EndpointPool {
             if let Some(sender) = self.shared_h2(limits) {
                 break sender;
             }
-            let connecting = self.h2_connecting.lock().await;
+            let connecting = self.local().h2_connecting.lock().await;
             if let Some(sender) = self.shared_h2(limits) {
                 break sender;
             }
-            if let Some(slot) = breaker.connection(limits) {
+            if let Some(slot) = self.connection_slot(breaker, limits) {
+                let live = self.local().live();
                 let io = connector.connect(&self.target, limits.connect_timeout).await.map_err(TryError::Connect)?;
                 let (sender, connection) = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
@@ -200,13 +246,13 @@ impl EndpointPool {
                 self.opened.fetch_add(1, Ordering::Relaxed);
                 let breaker = breaker.clone();
                 tokio::spawn(async move {
-                    let _slot = slot;
+                    let _slot = (slot, live);
                     if let Err(e) = connection.await {
                         tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
                     }
                     breaker.released.notify_waiters();
                 });
-                *self.h2.lock().expect("pool lock") =
+                *self.local().h2.lock().expect("pool lock") =
                     Some(H2Conn { sender: sender.clone(), last_used: Instant::now(), uses: 1 });
                 break sender;
             }
@@ -223,7 +269,7 @@ impl EndpointPool {
 
     /// The endpoint's HTTP/2 connection, if open and not retired; counts a request on it.
     fn shared_h2(&self, limits: &Limits) -> Option<http2::SendRequest<Body>> {
-        let mut slot = self.h2.lock().expect("pool lock");
+        let mut slot = self.local().h2.lock().expect("pool lock");
         let conn = slot.as_mut()?;
         let stale = limits.http_idle_timeout.is_some_and(|t| conn.last_used.elapsed() >= t);
         let retired = limits.max_requests_per_connection.is_some_and(|max| conn.uses >= max);
@@ -240,10 +286,12 @@ impl EndpointPool {
     /// Closes connections idle for longer than the limit (run periodically).
     pub fn sweep(&self, limits: &Limits) {
         let Some(timeout) = limits.http_idle_timeout else { return };
-        self.idle.lock().expect("pool lock").retain(|c| c.since.elapsed() < timeout && !c.sender.is_closed());
-        let mut h2 = self.h2.lock().expect("pool lock");
-        if h2.as_ref().is_some_and(|c| c.last_used.elapsed() >= timeout || c.sender.is_closed()) {
-            *h2 = None;
+        for worker in &self.workers {
+            worker.idle.lock().expect("pool lock").retain(|c| c.since.elapsed() < timeout && !c.sender.is_closed());
+            let mut h2 = worker.h2.lock().expect("pool lock");
+            if h2.as_ref().is_some_and(|c| c.last_used.elapsed() >= timeout || c.sender.is_closed()) {
+                *h2 = None;
+            }
         }
     }
 }
@@ -251,6 +299,8 @@ impl EndpointPool {
 /// An HTTP/1.1 connection lent to one exchange; back in the pool when the response is done.
 struct H1Lease {
     pool: Arc<EndpointPool>,
+    /// The worker whose connection it is.
+    worker: usize,
     sender: Option<http1::SendRequest<Body>>,
     uses: u32,
     breaker: Arc<Breaker>,
@@ -262,7 +312,7 @@ impl Drop for H1Lease {
             && !sender.is_closed()
         {
             let idle = IdleH1 { sender, since: Instant::now(), uses: self.uses };
-            self.pool.idle.lock().expect("pool lock").push(idle);
+            self.pool.workers[self.worker].idle.lock().expect("pool lock").push(idle);
             self.breaker.released.notify_waiters();
         }
     }

@@ -14,8 +14,8 @@ use std::{
 
 use ambit_common::{
     api::v1::{
-        Ack, AppProtocol, HttpMatch, HttpRoute, SignRequest, SignResponse, StringMatcher, SubscribeRequest, Update,
-        UpstreamProtocol,
+        Ack, AppProtocol, ConnectionPool, HttpMatch, HttpRoute, SignRequest, SignResponse, StringMatcher,
+        SubscribeRequest, Update, UpstreamProtocol,
         certificate_authority_server::{CertificateAuthority, CertificateAuthorityServer},
         discovery_server::{Discovery, DiscoveryServer},
         hello::Proxy,
@@ -181,15 +181,20 @@ async fn the_binary_gets_its_certificate_and_configuration_and_nacks_a_bad_updat
         "--service-account=waypoint".to_owned(),
         "--listen=127.0.0.1:0".to_owned(),
         "--admin=127.0.0.1:0".to_owned(),
+        "--workers=2".to_owned(),
     ])
     .unwrap();
     let running = app::start(args.into_config().unwrap()).await.unwrap();
     assert_eq!(admin_get(running.admin, "/ready").await.0, StatusCode::SERVICE_UNAVAILABLE, "no configuration yet");
 
     let v1 = Upstream::ok("v1", false).await;
+    // maxConnections 1, shared by the two workers below.
+    let mut v1_cluster = cluster("v1", vec![v1.endpoint()], UpstreamProtocol::Http1);
+    v1_cluster.connection_pool =
+        Some(ConnectionPool { max_connections: 1, http1_max_pending_requests: 8, ..Default::default() });
     let good = vec![
         table(AppProtocol::Http, vec![forward_route("default", vec![to("v1", 100)])]),
-        cluster_resource(cluster("v1", vec![v1.endpoint()], UpstreamProtocol::Http1)),
+        cluster_resource(v1_cluster),
     ];
     updates.send(Update { version: 1, full: true, upserts: good, ..Default::default() }).unwrap();
     let ack = acks.recv().await.unwrap();
@@ -204,10 +209,33 @@ async fn the_binary_gets_its_certificate_and_configuration_and_nacks_a_bad_updat
     }
     assert_eq!(ready, StatusCode::OK, "configuration applied and certificate held");
 
+    // Twenty-four clients, one HBONE connection each, one after the other: the kernel spreads the
+    // connections over the two workers' listener sockets; each worker opens its own upstream
+    // connection and keeps it for its next requests. The cluster allows one connection: the
+    // worker that finds the other one holding it still opens its first (as Envoy's pools do)
+    // rather than wait forever for a connection it cannot use.
+    for _ in 0..24 {
+        let mesh = Mesh::attach(ca.clone(), running.waypoint.clone(), running.listen);
+        let mut client = mesh.http1().await;
+        let (status, _, body) = read(send1(&mut client, get("/", &[])).await).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "v1"), "served with the CA's certificate");
+    }
+    let stats: serde_json::Value = serde_json::from_str(&admin_get(running.admin, "/stats").await.1).unwrap();
+    let per_worker: Vec<u64> =
+        stats["workerConnections"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
+    assert_eq!(per_worker.iter().sum::<u64>(), 24, "{stats}");
+    assert!(per_worker.len() == 2 && per_worker.iter().all(|&n| n > 0), "both workers accepted: {per_worker:?}");
+    assert_eq!(v1.connections(), 2, "one upstream connection per worker, reused by its later requests");
+    let dump: serde_json::Value = serde_json::from_str(&admin_get(running.admin, "/config_dump").await.1).unwrap();
+    let breaker = &dump["snapshot"]["clusters"][0]["breaker"];
+    assert_eq!(
+        (breaker["connections"].as_u64(), breaker["connectionOverflows"].as_u64()),
+        (Some(2), Some(1)),
+        "{breaker}"
+    );
+
     let mesh = Mesh::attach(ca, running.waypoint.clone(), running.listen);
     let mut client = mesh.http1().await;
-    let (status, _, body) = read(send1(&mut client, get("/", &[])).await).await;
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "v1"), "served with the CA's certificate");
 
     // A delta with a regex that does not compile: NACKed, naming the table and field.
     let bad = HttpRoute {
@@ -238,7 +266,7 @@ async fn the_binary_gets_its_certificate_and_configuration_and_nacks_a_bad_updat
     assert_eq!(first["sourceIdentity"], "spiffe://cluster.local/ns/client/sa/sleep");
     assert_eq!(first["upstreamHost"], v1.addr.to_string());
     let after_first = admin_get(running.admin, &format!("/requests?after={}", first["id"])).await.1;
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&after_first).unwrap().as_array().unwrap().len(), 1);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&after_first).unwrap().as_array().unwrap().len(), 24);
 
     let dump: serde_json::Value = serde_json::from_str(&admin_get(running.admin, "/config_dump").await.1).unwrap();
     assert_eq!(dump["subscription"]["nacksSent"], 1);
@@ -246,5 +274,5 @@ async fn the_binary_gets_its_certificate_and_configuration_and_nacks_a_bad_updat
     assert_eq!(dump["identity"]["held"], true);
     assert_eq!(dump["snapshot"]["clusters"][0]["endpoints"][0]["address"], v1.addr.to_string());
     let stats: serde_json::Value = serde_json::from_str(&admin_get(running.admin, "/stats").await.1).unwrap();
-    assert_eq!(stats["requests"], 2);
+    assert_eq!(stats["requests"], 25);
 }
