@@ -30,12 +30,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(ambit_control_plane::app::run(config)) {
+    let exit = match runtime.block_on(ambit_control_plane::app::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("control-plane failed: {e:#}");
             eprintln!("control-plane failed: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Access lines still buffered (see ambit_common::logging).
+    ambit_common::logging::flush();
+    exit
 }

@@ -45,12 +45,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(app::run(config)) {
+    let exit = match runtime.block_on(app::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("node-proxy failed: {e:#}");
             eprintln!("node-proxy failed: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Access lines still buffered (see ambit_common::logging).
+    ambit_common::logging::flush();
+    exit
 }

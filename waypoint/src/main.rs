@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use ambit_waypoint::config::Args;
 use clap::Parser;
 
+/// Per-request allocations (headers, records, buffers) are a large share of the waypoint's user
+/// CPU; mimalloc serves them from per-thread pages, cheaper than glibc's malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let print_config = args.print_config;
@@ -30,12 +35,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(ambit_waypoint::app::run(config)) {
+    let exit = match runtime.block_on(ambit_waypoint::app::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("waypoint failed: {e:#}");
             eprintln!("waypoint failed: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Access lines still buffered (see ambit_common::logging).
+    ambit_common::logging::flush();
+    exit
 }

