@@ -4,7 +4,7 @@
 //! `http2`/`grpc` ports take HTTP/2 only; an undeclared port may also turn out to be TCP. Every
 //! request goes through [`crate::pipeline::handle`].
 
-use std::{convert::Infallible, sync::Arc};
+use std::{convert::Infallible, future::Future, pin::Pin, sync::Arc};
 
 use ambit_common::api::v1::AppProtocol;
 use hyper::service::service_fn;
@@ -40,16 +40,23 @@ pub async fn serve_stream(wp: Arc<Waypoint>, down: Downstream, protocol: AppProt
     }
 }
 
+/// The request's pipeline, boxed: its future is large, and hyper moves the service's future
+/// several times (into each HTTP/2 stream's task, for one); a box moves as a pointer.
+fn handle(
+    wp: Arc<Waypoint>,
+    down: Arc<Downstream>,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Pin<Box<dyn Future<Output = Result<hyper::Response<crate::body::Body>, Infallible>> + Send>> {
+    Box::pin(async move { Ok(pipeline::handle(&wp, &down, request).await) })
+}
+
 async fn http1<IO>(wp: Arc<Waypoint>, mut down: Downstream, io: IO)
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     down.version = http::Version::HTTP_11;
     let down = Arc::new(down);
-    let service = service_fn(move |request| {
-        let (wp, down) = (wp.clone(), down.clone());
-        async move { Ok::<_, Infallible>(pipeline::handle(&wp, &down, request).await) }
-    });
+    let service = service_fn(move |request| handle(wp.clone(), down.clone(), request));
     let result = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .keep_alive(true)
@@ -66,10 +73,7 @@ where
 {
     down.version = http::Version::HTTP_2;
     let down = Arc::new(down);
-    let service = service_fn(move |request| {
-        let (wp, down) = (wp.clone(), down.clone());
-        async move { Ok::<_, Infallible>(pipeline::handle(&wp, &down, request).await) }
-    });
+    let service = service_fn(move |request| handle(wp.clone(), down.clone(), request));
     let result = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .serve_connection(TokioIo::new(io), service)
