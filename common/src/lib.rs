@@ -17,3 +17,4 @@ pub mod namespaces;
 pub mod netns;
 pub mod pod_api;
 pub mod relay;
+pub mod workers;

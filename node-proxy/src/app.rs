@@ -5,7 +5,10 @@ use std::sync::{Arc, atomic::AtomicBool};
 
 use anyhow::Context;
 
-use ambit_common::identity::{SpiffeId, TrustBundle, tls::control_plane_client_config};
+use ambit_common::{
+    identity::{SpiffeId, TrustBundle, tls::control_plane_client_config},
+    workers::Workers,
+};
 use tokio::sync::watch;
 
 use crate::{
@@ -90,7 +93,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             origin = ?link.origin, "capture program in place");
     }
     let (cluster_source, cluster_updates, mesh, hbone) = cluster_source(&config)?;
-    let proxy = Arc::new(ProxyContext::new(capture, config.connect_timeout, mesh.clone(), hbone));
+    let workers = Workers::start(config.workers, "proxy-wrk").context("starting the worker threads (--workers)")?;
+    tracing::info!(workers = workers.len(), "worker threads started");
+    let proxy = Arc::new(ProxyContext::new(capture, config.connect_timeout, mesh.clone(), hbone, Some(workers)));
     tokio::spawn(reauthorize_on_change(proxy.clone(), mesh));
     let (pods, startup_prune) =
         pods::start(config.node_name.clone(), proxy.clone(), cluster_updates, StateFile::new(&config.state_dir))

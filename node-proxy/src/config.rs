@@ -59,6 +59,10 @@ pub(crate) struct Args {
     /// How long to wait for an upstream connection before resetting the client.
     #[arg(long, env = "AMBIT_CONNECT_TIMEOUT_MS", default_value_t = 10_000)]
     connect_timeout_ms: u64,
+    /// Worker threads carrying enrolled pods' connections (each pod's on one of them); 0: one
+    /// per CPU the process may run on.
+    #[arg(long, env = "AMBIT_WORKERS", default_value_t = 0)]
+    workers: usize,
     /// Log filter, in `tracing` EnvFilter syntax (e.g. `info`, `debug,access=info`).
     #[arg(long, env = "AMBIT_LOG", default_value = "info")]
     log: String,
@@ -105,6 +109,8 @@ pub(crate) struct Config {
     pub(crate) cluster_source: ClusterSourceConfig,
     #[serde(serialize_with = "millis")]
     pub(crate) connect_timeout: Duration,
+    /// Worker threads (resolved: never 0).
+    pub(crate) workers: usize,
     pub(crate) log: String,
     pub(crate) log_format: LogFormat,
 }
@@ -179,6 +185,11 @@ impl Args {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log)
             .map_err(|e| err("log", format!("invalid filter {:?}: {e}", self.log)))?;
+        let workers = match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            n if n <= 1024 => n,
+            n => return Err(err("workers", format!("{n} is more than 1024; use 0 for one per CPU"))),
+        };
         Ok(Config {
             node_name: self.node_name,
             cgroup_root: self.cgroup_root,
@@ -188,6 +199,7 @@ impl Args {
             admin_addr: self.admin_addr,
             cluster_source,
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            workers,
             log: self.log,
             log_format: self.log_format,
         })
@@ -220,6 +232,7 @@ mod tests {
         assert_eq!(config.api_socket, PathBuf::from("/var/run/ambit/node-proxy.sock"));
         assert_eq!(config.admin_addr, "127.0.0.1:15000".parse().unwrap());
         assert_eq!(config.connect_timeout, Duration::from_secs(10));
+        assert_eq!(config.workers, std::thread::available_parallelism().unwrap().get(), "one per CPU");
         let dump = serde_json::to_value(&config).unwrap();
         assert_eq!(dump["connectTimeout"], "10000ms");
     }

@@ -35,6 +35,8 @@ pub struct Running {
     /// Where the HBONE listener and the admin API are bound.
     pub listen: std::net::SocketAddr,
     pub admin: std::net::SocketAddr,
+    /// The threads serving the HBONE listener.
+    pub workers: workers::Workers,
 }
 
 /// Starts the waypoint and serves until SIGTERM or SIGINT.
@@ -70,7 +72,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     // compiled.
     let listeners = workers::bind(config.listen, config.workers)?;
     let listen = listeners[0].local_addr().context("the HBONE listener's address")?;
-    workers::start(listeners, {
+    let workers = workers::start(listeners, {
         let waypoint = waypoint.clone();
         move |listener| inbound::serve(listener, waypoint.clone())
     })?;
@@ -97,7 +99,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("serving the admin API on {} (--admin)", config.admin))?;
     tracing::info!(%listen, %admin, identity = %config.identity, workers = config.workers,
         gateway = %format_args!("{}/{}", config.namespace, config.name), "waypoint started");
-    Ok(Running { waypoint, listen, admin })
+    Ok(Running { waypoint, listen, admin, workers })
 }
 
 async fn shutdown_signal() {

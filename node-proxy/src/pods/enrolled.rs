@@ -97,12 +97,13 @@ impl EnrolledPod {
             })?,
             hbone.try_clone().map_err(|source| EnrollError::Io { pod: pod.clone(), what: "dup listener", source })?,
         );
+        let runtime = proxy.runtime_for_pod();
         for (role, listener) in [
             (ListenerRole::Outbound, outbound),
             (ListenerRole::InboundPlaintext, plaintext),
             (ListenerRole::Hbone, hbone),
         ] {
-            spawn_accept_loop(role, listener, proxy.clone(), context.clone(), shutdown_rx.clone())
+            spawn_accept_loop(role, listener, &runtime, proxy.clone(), context.clone(), shutdown_rx.clone())
                 .map_err(|source| EnrollError::Io { pod: pod.clone(), what: "registering listener", source })?;
         }
         let link = proxy

@@ -23,16 +23,22 @@ pub(crate) enum ListenerRole {
     Hbone,
 }
 
-/// Serves `listener` until `shutdown` flips to true (or its sender is dropped).
+/// Serves `listener` on `runtime` (the pod's worker) until `shutdown` flips to true (or its
+/// sender is dropped). The connections it accepts run there too.
 pub(crate) fn spawn_accept_loop(
     role: ListenerRole,
     listener: std::net::TcpListener,
+    runtime: &tokio::runtime::Handle,
     ctx: Arc<ProxyContext>,
     pod: Arc<PodContext>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<JoinHandle<()>> {
-    let listener = TcpListener::from_std(listener)?;
-    Ok(tokio::spawn(async move {
+    let listener = {
+        // Registered with the IO driver of the runtime that will poll it.
+        let _entered = runtime.enter();
+        TcpListener::from_std(listener)?
+    };
+    Ok(runtime.spawn(async move {
         let handle = move |stream: TcpStream, peer: SocketAddr| {
             let (ctx, pod) = (ctx.clone(), pod.clone());
             async move {

@@ -28,7 +28,7 @@ use std::{
     time::Duration,
 };
 
-use ambit_common::{hbone::client::Pool, identity::SpiffeId};
+use ambit_common::{hbone::client::Pool, identity::SpiffeId, workers::Workers};
 pub(crate) use listener::{ListenerRole, spawn_accept_loop};
 use tokio::sync::watch;
 
@@ -69,6 +69,9 @@ pub(crate) struct ProxyContext {
     pub(crate) hbone: Option<Hbone>,
     pub(crate) live: live::LiveConnections,
     next_endpoint: AtomicUsize,
+    /// The threads carrying pods' connections (`ambit_common::workers`); without them (tests),
+    /// the runtime of whoever enrolls the pod.
+    workers: Option<Workers>,
 }
 
 impl ProxyContext {
@@ -77,6 +80,7 @@ impl ProxyContext {
         connect_timeout: Duration,
         mesh: watch::Receiver<Arc<Mesh>>,
         hbone: Option<Hbone>,
+        workers: Option<Workers>,
     ) -> Self {
         Self {
             capture,
@@ -86,7 +90,15 @@ impl ProxyContext {
             hbone,
             live: live::LiveConnections::default(),
             next_endpoint: AtomicUsize::new(0),
+            workers,
         }
+    }
+
+    /// The runtime a newly enrolled pod's listeners (and so all its connections) run on: the
+    /// next worker in turn. One pod's connections share a thread: its outbound HBONE
+    /// connections (pooled per source pod) are only ever used from it.
+    pub(crate) fn runtime_for_pod(&self) -> tokio::runtime::Handle {
+        self.workers.as_ref().map_or_else(tokio::runtime::Handle::current, |w| w.next().clone())
     }
 
     /// The mesh's trust domain (empty without a control plane, where there are no identities).
