@@ -1,11 +1,14 @@
 //! `load`: N requests over C workers, each request's outcome tallied into one `summary` event
 //! (and a `response` event each with `--each`). Transport failures are counted, never fatal.
 //!
-//! Workers take request indexes from a shared counter. Without `--rate` each sends its next
+//! Without `--rate` workers take request indexes from a shared counter, each sending its next
 //! request as soon as the previous one is answered (closed loop). With `--rate R` request `i` is
 //! due at `start + i/R` and its latency runs from that moment, so time spent waiting for a busy
-//! worker counts (an open loop, without coordinated omission). `--deadline-ms` bounds the run:
-//! requests not started by then are not sent, and those in flight are abandoned uncounted.
+//! worker counts (an open loop, without coordinated omission). The due times are kept by a
+//! pacer thread sleeping on the kernel's high-resolution timer (tokio's timer has a 1 ms
+//! granularity, which put up to a millisecond of the tool's own delay into every latency): it
+//! hands each request to the workers when it is due. `--deadline-ms` bounds the run: requests
+//! not started by then are not sent, and those in flight are abandoned uncounted.
 
 mod grpc;
 mod http;
@@ -20,7 +23,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::{task::JoinSet, time::Instant};
+use tokio::{sync::mpsc, task::JoinSet, time::Instant};
 
 use self::{
     grpc::GrpcClient,
@@ -36,12 +39,16 @@ use super::{
 pub(super) async fn run(args: LoadArgs) -> Result<(), String> {
     let transport = Transport::new(&args)?;
     let started = Instant::now();
+    let deadline = started + args.deadline;
+    let paced = match args.rate {
+        Some(rate) => Some(tokio::sync::Mutex::new(pace(rate, args.count, started, deadline)?)),
+        None => None,
+    };
     let plan = Arc::new(Plan {
         next: AtomicU64::new(0),
         count: args.count,
-        start: started,
-        deadline: started + args.deadline,
-        rate: args.rate,
+        deadline,
+        paced,
         timeout: args.timeout,
         each: args.each,
     });
@@ -62,33 +69,59 @@ pub(super) async fn run(args: LoadArgs) -> Result<(), String> {
 struct Plan {
     next: AtomicU64,
     count: u64,
-    start: Instant,
     deadline: Instant,
-    rate: Option<f64>,
+    /// With `--rate`: the requests as they fall due, from the pacer.
+    paced: Option<tokio::sync::Mutex<mpsc::UnboundedReceiver<(u64, Instant)>>>,
     timeout: Duration,
     each: bool,
 }
 
 impl Plan {
-    /// The next request's index and, with `--rate`, when it is due.
-    fn take(&self) -> Option<(u64, Option<Instant>)> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        if i >= self.count {
-            return None;
+    /// The next request's index and, with `--rate`, when it was due (it is due by now).
+    async fn take(&self) -> Option<(u64, Option<Instant>)> {
+        if let Some(paced) = &self.paced {
+            return paced.lock().await.recv().await.map(|(i, due)| (i, Some(due)));
         }
-        let due = self.rate.map(|rate| self.start + Duration::from_secs_f64(i as f64 / rate));
-        Some((i, due))
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        (i < self.count).then_some((i, None))
     }
 }
 
+/// Starts the pacer: a thread that sends request `i` at `start + i/rate` (sleeping on the
+/// kernel's high-resolution timer, with no timer slack), until `count` requests or the deadline.
+fn pace(
+    rate: f64,
+    count: u64,
+    start: Instant,
+    deadline: Instant,
+) -> Result<mpsc::UnboundedReceiver<(u64, Instant)>, String> {
+    let (due_tx, due_rx) = mpsc::unbounded_channel();
+    let (start, deadline) = (start.into_std(), deadline.into_std());
+    std::thread::Builder::new()
+        .name("pacer".into())
+        .spawn(move || {
+            // SAFETY: prctl(PR_SET_TIMERSLACK) only changes this thread's timer slack.
+            unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+            for i in 0..count {
+                let due = start + Duration::from_secs_f64(i as f64 / rate);
+                if due >= deadline {
+                    return;
+                }
+                let now = std::time::Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                if due_tx.send((i, Instant::from_std(due))).is_err() {
+                    return; // the workers are gone
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the pacer thread: {e}"))?;
+    Ok(due_rx)
+}
+
 async fn work(mut worker: Worker, plan: Arc<Plan>, tally: Arc<Mutex<Tally>>) {
-    while let Some((i, due)) = plan.take() {
-        if due.is_some_and(|due| due >= plan.deadline) {
-            break;
-        }
-        if let Some(due) = due {
-            tokio::time::sleep_until(due).await;
-        }
+    while let Some((i, due)) = plan.take().await {
         let now = Instant::now();
         if now >= plan.deadline {
             break;
@@ -155,5 +188,31 @@ impl Worker {
             Worker::H2c(conn) => conn.send(i).await,
             Worker::Grpc(client) => Box::pin(client.send(i)).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod pacer_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_pacer_hands_out_every_request_in_order_once_due_and_stops_at_the_deadline() {
+        let start = Instant::now();
+        let mut due = pace(1000.0, 20, start, start + Duration::from_secs(30)).unwrap();
+        let mut seen = Vec::new();
+        while let Some((i, at)) = due.recv().await {
+            assert!(Instant::now() >= at, "request {i} handed out before it was due");
+            assert_eq!(at, start + Duration::from_millis(i), "request i is due at start + i/rate");
+            seen.push(i);
+        }
+        assert_eq!(seen, (0..20).collect::<Vec<_>>());
+
+        let start = Instant::now();
+        let mut cut = pace(1000.0, 1_000, start, start + Duration::from_millis(5)).unwrap();
+        let mut count = 0;
+        while cut.recv().await.is_some() {
+            count += 1;
+        }
+        assert_eq!(count, 5, "requests due at or after the deadline are never handed out");
     }
 }
