@@ -1,16 +1,21 @@
 //! Logging for Ambit's binaries: one `--log` filter (`tracing` directives) and one
 //! `--log-format`, the same in every binary, to stderr.
 //!
-//! Access records (the `access` target: one line per request or connection) are buffered and
-//! written in batches, at least once a second and whenever 64 KiB have gathered, as Envoy writes
-//! its access log files: a busy proxy would otherwise make a write(2) per request, a few percent
-//! of its CPU. Every other event is written at once, after the access lines buffered before it,
-//! so the order of lines is kept. [`flush`] writes what is buffered (the binaries call it before
-//! they exit; a panic does too).
+//! Access records (the `access` target: one line per request or connection) are gathered in a
+//! buffer that a `log-flush` thread writes out at least once a second and as soon as 64 KiB
+//! have gathered, as Envoy writes its access log files: the proxies' worker threads never make a
+//! write(2) for them (one per request was a few percent of the waypoint's CPU) and never wait on
+//! a slow stderr. If stderr stalls and 8 MiB pile up, further access lines are dropped and
+//! counted, and the count is logged once writing resumes. Every other event is written at once,
+//! after the access lines buffered before it, so lines keep their order. [`flush`] writes what is
+//! buffered (the binaries call it before they exit; a panic does too).
 
 use std::{
     io::Write,
-    sync::{Mutex, Once},
+    sync::{
+        Condvar, Mutex, Once,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -23,6 +28,8 @@ pub const ACCESS_TARGET: &str = "access";
 const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// ...and as soon as this much has gathered.
 const BUFFER_LIMIT: usize = 64 * 1024;
+/// Past this much unwritten (stderr stalled), access lines are dropped.
+const BUFFER_CAP: usize = 8 * 1024 * 1024;
 
 /// `--log-format`: lines for people, or one JSON object per event for collectors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -50,20 +57,20 @@ pub fn init(filter: &str, format: LogFormat) {
         }));
         let spawned = std::thread::Builder::new().name("log-flush".into()).spawn(|| {
             loop {
-                std::thread::sleep(FLUSH_INTERVAL);
+                STDERR.wait_for_batch(FLUSH_INTERVAL);
                 flush();
             }
         });
         if let Err(e) = spawned {
             eprintln!("cannot start the log flusher thread ({e}); access lines are written one by one");
-            STDERR.unbuffered.store(true, std::sync::atomic::Ordering::Relaxed);
+            STDERR.unbuffered.store(true, Ordering::Relaxed);
         }
     });
 }
 
 /// Writes the buffered access lines now.
 pub fn flush() {
-    STDERR.flush_to(&mut std::io::stderr().lock());
+    STDERR.flush_to(|| std::io::stderr().lock());
 }
 
 static STDERR: BatchedWriter = BatchedWriter::new();
@@ -71,41 +78,75 @@ static STDERR: BatchedWriter = BatchedWriter::new();
 /// Stderr, with access lines gathered in a buffer.
 struct BatchedWriter {
     buffer: Mutex<Vec<u8>>,
+    /// Signalled when the buffer reaches [`BUFFER_LIMIT`].
+    batch_ready: Condvar,
+    /// Held while writing, so batches and other lines reach stderr in the order they were taken.
+    writing: Mutex<()>,
+    /// Access lines dropped because stderr did not keep up.
+    dropped: AtomicU64,
     /// Set when no flusher runs: nothing may sit in the buffer.
-    unbuffered: std::sync::atomic::AtomicBool,
+    unbuffered: AtomicBool,
 }
 
 impl BatchedWriter {
     const fn new() -> Self {
-        Self { buffer: Mutex::new(Vec::new()), unbuffered: std::sync::atomic::AtomicBool::new(false) }
-    }
-
-    fn flush_to(&self, out: &mut impl Write) {
-        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        if !buffer.is_empty() {
-            // Nowhere to report a failed write to stderr; the lines are dropped either way.
-            let _ = out.write_all(&buffer);
-            buffer.clear();
+        Self {
+            buffer: Mutex::new(Vec::new()),
+            batch_ready: Condvar::new(),
+            writing: Mutex::new(()),
+            dropped: AtomicU64::new(0),
+            unbuffered: AtomicBool::new(false),
         }
     }
 
-    /// Appends an access line; writes the batch out once it is large enough.
-    fn append(&self, line: &[u8], out: &mut impl Write) {
-        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        buffer.extend_from_slice(line);
-        if buffer.len() >= BUFFER_LIMIT || self.unbuffered.load(std::sync::atomic::Ordering::Relaxed) {
-            let _ = out.write_all(&buffer);
-            buffer.clear();
+    /// Writes what is buffered (and a note of dropped lines) to `out`.
+    fn flush_to<W: Write>(&self, out: impl FnOnce() -> W) {
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let batch = std::mem::take(&mut *self.buffer.lock().unwrap_or_else(|e| e.into_inner()));
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if batch.is_empty() && dropped == 0 {
+            return;
+        }
+        let mut out = out();
+        // Nowhere to report a failed write to stderr; the lines are lost either way.
+        let _ = out.write_all(&batch);
+        if dropped > 0 {
+            let _ = writeln!(out, "WARN ambit::logging: {dropped} access lines dropped: stderr did not keep up");
+        }
+    }
+
+    /// Waits until a batch is ready or `timeout` has passed.
+    fn wait_for_batch(&self, timeout: Duration) {
+        let buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        if buffer.len() < BUFFER_LIMIT {
+            let _ = self.batch_ready.wait_timeout(buffer, timeout);
+        }
+    }
+
+    /// Appends an access line (never writes, unless no flusher runs).
+    fn append<W: Write>(&self, line: &[u8], out: impl FnOnce() -> W) {
+        {
+            let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            if buffer.len() + line.len() > BUFFER_CAP {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            buffer.extend_from_slice(line);
+            if buffer.len() >= BUFFER_LIMIT {
+                self.batch_ready.notify_one();
+            }
+        }
+        if self.unbuffered.load(Ordering::Relaxed) {
+            self.flush_to(out);
         }
     }
 
     /// Writes an event at once, after whatever is buffered.
-    fn write_now(&self, line: &[u8], out: &mut impl Write) -> std::io::Result<()> {
-        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        if !buffer.is_empty() {
-            let _ = out.write_all(&buffer);
-            buffer.clear();
-        }
+    fn write_now<W: Write>(&self, line: &[u8], out: impl FnOnce() -> W) -> std::io::Result<()> {
+        let _writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        let batch = std::mem::take(&mut *self.buffer.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut out = out();
+        let _ = out.write_all(&batch);
         out.write_all(line)
     }
 }
@@ -122,12 +163,12 @@ impl Write for EventWriter {
     }
 
     fn write_all(&mut self, line: &[u8]) -> std::io::Result<()> {
-        let mut stderr = std::io::stderr().lock();
+        let stderr = || std::io::stderr().lock();
         if self.access {
-            STDERR.append(line, &mut stderr);
+            STDERR.append(line, stderr);
             Ok(())
         } else {
-            STDERR.write_now(line, &mut stderr)
+            STDERR.write_now(line, stderr)
         }
     }
 
@@ -156,29 +197,49 @@ mod tests {
     fn access_lines_wait_for_a_batch_and_other_lines_flush_them_first() {
         let writer = BatchedWriter::new();
         let mut out = Vec::new();
-        writer.append(b"access 1\n", &mut out);
-        writer.append(b"access 2\n", &mut out);
+        writer.append(b"access 1\n", || &mut out);
+        writer.append(b"access 2\n", || &mut out);
         assert!(out.is_empty(), "buffered");
-        writer.write_now(b"WARN something\n", &mut out).unwrap();
+        writer.write_now(b"WARN something\n", || &mut out).unwrap();
         assert_eq!(out, b"access 1\naccess 2\nWARN something\n", "in order");
-        writer.append(b"access 3\n", &mut out);
-        writer.flush_to(&mut out);
+        writer.append(b"access 3\n", || &mut out);
+        writer.flush_to(|| &mut out);
         assert!(out.ends_with(b"WARN something\naccess 3\n"));
-        writer.flush_to(&mut out);
+        writer.flush_to(|| &mut out);
         assert!(out.ends_with(b"access 3\n"), "nothing twice");
     }
 
     #[test]
-    fn a_full_buffer_is_written_at_once() {
-        let writer = BatchedWriter::new();
-        let mut out = Vec::new();
+    fn a_full_batch_wakes_the_flusher_and_appenders_never_write() {
+        let writer = std::sync::Arc::new(BatchedWriter::new());
         let line = vec![b'x'; 1000];
-        for _ in 0..BUFFER_LIMIT / 1000 {
-            writer.append(&line, &mut out);
+        let mut never = Vec::new();
+        for _ in 0..BUFFER_LIMIT / 1000 + 1 {
+            writer.append(&line, || &mut never);
         }
-        assert!(out.is_empty());
-        writer.append(&line, &mut out);
+        assert!(never.is_empty(), "appending never writes");
+        // A batch is ready: the flusher's wait returns at once rather than after its interval.
+        let started = std::time::Instant::now();
+        writer.wait_for_batch(Duration::from_secs(60));
+        assert!(started.elapsed() < Duration::from_secs(60));
+        let mut out = Vec::new();
+        writer.flush_to(|| &mut out);
         assert_eq!(out.len(), (BUFFER_LIMIT / 1000 + 1) * 1000);
+    }
+
+    #[test]
+    fn when_stderr_stalls_lines_past_the_cap_are_dropped_and_counted() {
+        let writer = BatchedWriter::new();
+        let line = vec![b'x'; 1024 * 1024];
+        let mut never = Vec::new();
+        for _ in 0..10 {
+            writer.append(&line, || &mut never);
+        }
+        let mut out = Vec::new();
+        writer.flush_to(|| &mut out);
+        assert_eq!(out.iter().filter(|&&b| b == b'x').count(), BUFFER_CAP, "8 of 10 kept");
+        let text = String::from_utf8_lossy(&out[BUFFER_CAP..]).into_owned();
+        assert_eq!(text, "WARN ambit::logging: 2 access lines dropped: stderr did not keep up\n");
     }
 
     #[test]
