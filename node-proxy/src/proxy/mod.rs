@@ -69,9 +69,8 @@ pub(crate) struct ProxyContext {
     pub(crate) hbone: Option<Hbone>,
     pub(crate) live: live::LiveConnections,
     next_endpoint: AtomicUsize,
-    /// The threads carrying pods' connections (`ambit_common::workers`); without them (tests),
-    /// the runtime of whoever enrolls the pod.
-    workers: Option<Workers>,
+    /// The threads carrying pods' connections (`ambit_common::workers`).
+    workers: Workers,
 }
 
 impl ProxyContext {
@@ -80,7 +79,7 @@ impl ProxyContext {
         connect_timeout: Duration,
         mesh: watch::Receiver<Arc<Mesh>>,
         hbone: Option<Hbone>,
-        workers: Option<Workers>,
+        workers: Workers,
     ) -> Self {
         Self {
             capture,
@@ -98,7 +97,7 @@ impl ProxyContext {
     /// next worker in turn. One pod's connections share a thread: its outbound HBONE
     /// connections (pooled per source pod) are only ever used from it.
     pub(crate) fn runtime_for_pod(&self) -> tokio::runtime::Handle {
-        self.workers.as_ref().map_or_else(tokio::runtime::Handle::current, |w| w.next().clone())
+        self.workers.next().clone()
     }
 
     /// The mesh's trust domain (empty without a control plane, where there are no identities).
