@@ -54,7 +54,8 @@ impl WaypointOptions {
         self
     }
 
-    fn gateway_yaml(&self) -> String {
+    /// The Gateway (class `istio-waypoint`, one HBONE listener on 15008) as YAML.
+    pub fn gateway_yaml(&self) -> String {
         let labels = match &self.waypoint_for {
             Some(traffic) => format!("  labels:\n    istio.io/waypoint-for: {traffic}\n"),
             None => String::new(),

@@ -1,7 +1,7 @@
 //! `cargo xtask bench waypoint` (`ambit-waypoint-bench`): what the waypoint costs, next to
 //! Envoy doing the same job, measured in one run on one local cluster.
 //!
-//! Four paths, each for HTTP/1.1 and for HTTP/2 (h2c, prior knowledge), client pod on node 0 and
+//! Five paths, each for HTTP/1.1 and for HTTP/2 (h2c, prior knowledge), client pod on node 0 and
 //! server pod (`ambit-httpapp serve`) on node 1:
 //!
 //! | path | the client sends to | carried by |
@@ -10,14 +10,16 @@
 //! | mesh (L4) | a service VIP | both node proxies, over HBONE |
 //! | waypoint | a service VIP bound to the waypoint (node 0) | node proxy → waypoint → node proxy, HBONE each hop |
 //! | envoy | an Envoy pod (node 0, not enrolled) | Envoy, plaintext both sides |
+//! | envoy waypoint | a service VIP bound to an Envoy waypoint (node 0) | node proxy → Envoy → node proxy, HBONE each hop |
 //!
-//! The waypoint and Envoy hold the same two routes (a header match, then a default route), the
-//! same worker count and an access log each. Every figure comes from `ambit-httpapp load` run in
+//! The last is Envoy in the waypoint's place, as Istio ambient runs it: the like-for-like
+//! comparison. The waypoint and both Envoys hold the same two routes (a header match, then a
+//! default route), the same worker count and an access log each. Every figure comes from `ambit-httpapp load` run in
 //! the client pod: requests/s in a closed loop (C workers for `--seconds`) and p50/p99 latency in
 //! an open loop at a fixed `--rate` for `--seconds`. Rounds alternate the paths; medians are
 //! reported. A figure counts only if the path really was taken: every measurement checks the
-//! waypoint's and Envoy's request counters (the one on the path counted every answered request,
-//! the other none), and the node proxies' connection records say how each client was carried.
+//! three proxies' request counters (the one on the path counted every answered request, the
+//! others none), and the node proxies' connection records say how each client was carried.
 
 mod cpu;
 mod envoy;
@@ -38,7 +40,7 @@ use self::{load::Sample, report::Row, setup::Bench};
 
 pub const USAGE: &str = "usage: ambit-waypoint-bench --envoy <path of the envoy binary> [--seconds N] [--rounds R] \
                          [--concurrency C] [--rate REQ_PER_S] [--json PATH] [--only-protocol http1|h2c] \
-                         [--only-path direct|mesh|waypoint|envoy]...";
+                         [--only-path direct|mesh|waypoint|envoy|envoy-waypoint]...";
 
 /// What to run.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,7 +57,7 @@ pub struct Options {
     /// Where to write the results as JSON, if anywhere.
     pub json: Option<PathBuf>,
     /// The protocols and paths measured (all unless `--only-protocol` / `--only-path` narrow
-    /// them, for profiling one path: the comparisons need all four paths).
+    /// them, for profiling one path: the comparisons need their baselines' paths).
     pub protocols: Vec<Protocol>,
     pub paths: Vec<Path>,
 }
@@ -83,9 +85,9 @@ impl Options {
                 "--only-path" => {
                     let name = value()?;
                     let path = Path::ALL.into_iter().find(|p| p.flag() == name.as_str());
-                    paths.push(
-                        path.with_context(|| format!("--only-path {name}: expected direct, mesh, waypoint or envoy"))?,
-                    );
+                    paths.push(path.with_context(|| {
+                        format!("--only-path {name}: expected direct, mesh, waypoint, envoy or envoy-waypoint")
+                    })?);
                 }
                 other => bail!("unknown argument {other}\n{USAGE}"),
             }
@@ -144,11 +146,14 @@ pub enum Path {
     Direct,
     Mesh,
     Waypoint,
+    /// Envoy as a plain proxy outside the mesh.
     Envoy,
+    /// Envoy in the waypoint's place (HBONE in and out).
+    EnvoyWaypoint,
 }
 
 impl Path {
-    pub const ALL: [Path; 4] = [Path::Direct, Path::Mesh, Path::Waypoint, Path::Envoy];
+    pub const ALL: [Path; 5] = [Path::Direct, Path::Mesh, Path::Waypoint, Path::Envoy, Path::EnvoyWaypoint];
 
     /// `--only-path`.
     fn flag(self) -> &'static str {
@@ -157,6 +162,7 @@ impl Path {
             Path::Mesh => "mesh",
             Path::Waypoint => "waypoint",
             Path::Envoy => "envoy",
+            Path::EnvoyWaypoint => "envoy-waypoint",
         }
     }
 
@@ -166,6 +172,7 @@ impl Path {
             Path::Mesh => "mesh (L4, HBONE)",
             Path::Waypoint => "waypoint",
             Path::Envoy => "envoy",
+            Path::EnvoyWaypoint => "envoy waypoint",
         }
     }
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{Options, Path, Protocol, load::Sample, setup::Workers};
 
 /// The targets from the issue: the waypoint at least doubles Envoy's requests/s, and adds at
-/// most half of the p50 latency Envoy adds.
+/// most half of the p50 latency Envoy adds (each Envoy's hop over what it sits on).
 const TARGET_RPS_RATIO: f64 = 2.0;
 const TARGET_ADDED_P50_RATIO: f64 = 0.5;
 
@@ -57,23 +57,34 @@ impl Row {
     }
 }
 
-/// What one protocol's four paths say about the targets.
+/// What one protocol's paths say about the targets: the waypoint against each Envoy measured.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Comparison {
     pub protocol: Protocol,
     /// waypoint p50 − mesh p50: the waypoint's hop over the L4 mesh it lives in.
     pub waypoint_added_p50_us: f64,
-    /// envoy p50 − direct p50.
-    pub envoy_added_p50_us: f64,
-    /// waypoint requests/s ÷ Envoy requests/s (target ≥ 2).
+    /// The same one request at a time (no open-loop timer in it).
+    pub one_by_one_waypoint_added_p50_us: f64,
+    /// Against Envoy as the waypoint (like for like), then against the plain Envoy.
+    pub against: Vec<Against>,
+}
+
+/// The waypoint against one Envoy.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Against {
+    /// `envoy-waypoint` or `envoy`.
+    pub baseline: Path,
+    /// What that Envoy's hop adds at the fixed rate: the Envoy waypoint's p50 − mesh p50 (its hop
+    /// over the same L4 mesh), the plain Envoy's p50 − direct p50.
+    pub added_p50_us: f64,
+    pub one_by_one_added_p50_us: f64,
+    /// waypoint requests/s ÷ that Envoy's (target ≥ 2).
     pub rps_ratio: f64,
     /// waypoint added p50 ÷ Envoy added p50 (target ≤ 0.5); `None` when Envoy added nothing
     /// measurable (the ratio would be meaningless).
     pub added_p50_ratio: Option<f64>,
-    /// The same two differences and ratio one request at a time (no open-loop timer in them).
-    pub one_by_one_waypoint_added_p50_us: f64,
-    pub one_by_one_envoy_added_p50_us: f64,
     pub one_by_one_added_p50_ratio: Option<f64>,
     /// Envoy's CPU per request ÷ the waypoint's: how many times as many requests the waypoint
     /// serves per CPU-second (the proxies themselves, without the rest of their paths).
@@ -85,29 +96,38 @@ pub struct Comparison {
 impl Comparison {
     fn new(protocol: Protocol, rows: &[Row]) -> Option<Self> {
         let row = |path| rows.iter().find(|r| r.protocol == protocol && r.path == path);
-        let (direct, mesh, waypoint, envoy) =
-            (row(Path::Direct)?, row(Path::Mesh)?, row(Path::Waypoint)?, row(Path::Envoy)?);
+        let (mesh, waypoint) = (row(Path::Mesh)?, row(Path::Waypoint)?);
         let waypoint_added = waypoint.p50_us - mesh.p50_us;
-        let envoy_added = envoy.p50_us - direct.p50_us;
-        let rps_ratio = waypoint.rps / envoy.rps;
-        let added_ratio = ratio(waypoint_added, envoy_added);
         let one_waypoint = waypoint.one_by_one_p50_us - mesh.one_by_one_p50_us;
-        let one_envoy = envoy.one_by_one_p50_us - direct.one_by_one_p50_us;
-        Some(Self {
+        let against: Vec<Against> = [(Path::EnvoyWaypoint, Path::Mesh), (Path::Envoy, Path::Direct)]
+            .into_iter()
+            .filter_map(|(baseline, under)| {
+                let (envoy, under) = (row(baseline)?, row(under)?);
+                let added = envoy.p50_us - under.p50_us;
+                let one_added = envoy.one_by_one_p50_us - under.one_by_one_p50_us;
+                let rps_ratio = waypoint.rps / envoy.rps;
+                let added_ratio = ratio(waypoint_added, added);
+                Some(Against {
+                    baseline,
+                    added_p50_us: added,
+                    one_by_one_added_p50_us: one_added,
+                    rps_ratio,
+                    added_p50_ratio: added_ratio,
+                    one_by_one_added_p50_ratio: ratio(one_waypoint, one_added),
+                    requests_per_cpu_ratio: match (envoy.proxy_cpu_us_per_request, waypoint.proxy_cpu_us_per_request) {
+                        (Some(envoy), Some(waypoint)) => ratio(envoy, waypoint),
+                        _ => None,
+                    },
+                    rps_target_met: rps_ratio >= TARGET_RPS_RATIO,
+                    latency_target_met: added_ratio.is_some_and(|r| r <= TARGET_ADDED_P50_RATIO),
+                })
+            })
+            .collect();
+        (!against.is_empty()).then_some(Self {
             protocol,
             waypoint_added_p50_us: waypoint_added,
-            envoy_added_p50_us: envoy_added,
-            rps_ratio,
-            added_p50_ratio: added_ratio,
             one_by_one_waypoint_added_p50_us: one_waypoint,
-            one_by_one_envoy_added_p50_us: one_envoy,
-            one_by_one_added_p50_ratio: ratio(one_waypoint, one_envoy),
-            requests_per_cpu_ratio: match (envoy.proxy_cpu_us_per_request, waypoint.proxy_cpu_us_per_request) {
-                (Some(envoy), Some(waypoint)) => ratio(envoy, waypoint),
-                _ => None,
-            },
-            rps_target_met: rps_ratio >= TARGET_RPS_RATIO,
-            latency_target_met: added_ratio.is_some_and(|r| r <= TARGET_ADDED_P50_RATIO),
+            against,
         })
     }
 }
@@ -176,28 +196,36 @@ impl Report {
             |r: Option<f64>| r.map_or_else(|| "n/a (Envoy added nothing measurable)".to_owned(), |r| format!("{r:.2}"));
         for c in &self.comparisons {
             let label = c.protocol.label();
-            println!(
-                "{label}: requests/s waypoint ÷ Envoy = {:.2} (target ≥ {TARGET_RPS_RATIO}: {})",
-                c.rps_ratio,
-                met(c.rps_target_met)
-            );
-            println!(
-                "{label}: added p50 @{}/s: waypoint {:+.0} µs over the L4 mesh, Envoy {:+.0} µs over direct; \
-                 ratio {} (target ≤ {TARGET_ADDED_P50_RATIO}: {})",
-                self.rate,
-                c.waypoint_added_p50_us,
-                c.envoy_added_p50_us,
-                show(c.added_p50_ratio),
-                met(c.latency_target_met)
-            );
-            println!(
-                "{label}: added p50 one by one: waypoint {:+.0} µs, Envoy {:+.0} µs; ratio {}",
-                c.one_by_one_waypoint_added_p50_us,
-                c.one_by_one_envoy_added_p50_us,
-                show(c.one_by_one_added_p50_ratio)
-            );
-            if let Some(r) = c.requests_per_cpu_ratio {
-                println!("{label}: requests per CPU-second, waypoint ÷ Envoy (the proxies alone) = {r:.2}");
+            for a in &c.against {
+                let (name, over) = match a.baseline {
+                    Path::EnvoyWaypoint => ("the Envoy waypoint", "over the L4 mesh"),
+                    _ => ("plain Envoy", "over direct"),
+                };
+                println!(
+                    "{label} vs {name}: requests/s waypoint ÷ Envoy = {:.2} (target ≥ {TARGET_RPS_RATIO}: {})",
+                    a.rps_ratio,
+                    met(a.rps_target_met)
+                );
+                println!(
+                    "{label} vs {name}: added p50 @{}/s: waypoint {:+.0} µs over the L4 mesh, Envoy {:+.0} µs {over}; \
+                     ratio {} (target ≤ {TARGET_ADDED_P50_RATIO}: {})",
+                    self.rate,
+                    c.waypoint_added_p50_us,
+                    a.added_p50_us,
+                    show(a.added_p50_ratio),
+                    met(a.latency_target_met)
+                );
+                println!(
+                    "{label} vs {name}: added p50 one by one: waypoint {:+.0} µs, Envoy {:+.0} µs; ratio {}",
+                    c.one_by_one_waypoint_added_p50_us,
+                    a.one_by_one_added_p50_us,
+                    show(a.one_by_one_added_p50_ratio)
+                );
+                if let Some(r) = a.requests_per_cpu_ratio {
+                    println!(
+                        "{label} vs {name}: requests per CPU-second, waypoint ÷ Envoy (the proxies alone) = {r:.2}"
+                    );
+                }
             }
         }
         println!(
@@ -261,6 +289,7 @@ mod tests {
         let cpu = match path {
             Path::Waypoint => Some(20.0),
             Path::Envoy => Some(50.0),
+            Path::EnvoyWaypoint => Some(80.0),
             Path::Direct | Path::Mesh => None,
         };
         let samples = [
@@ -278,21 +307,38 @@ mod tests {
             row(Path::Mesh, 5_000.0, 200.0),
             row(Path::Waypoint, 4_000.0, 260.0),
             row(Path::Envoy, 2_000.0, 220.0),
+            row(Path::EnvoyWaypoint, 1_000.0, 400.0),
         ];
         assert_eq!(rows[0].rps, 10_000.0, "median of 5 000, 10 000, 20 000");
         assert_eq!(rows[0].p50_us, 101.0, "median of 100, 150, 101");
         assert_eq!(rows[0].failed, 3);
         let c = Comparison::new(Protocol::Http1, &rows).unwrap();
         assert_eq!(c.waypoint_added_p50_us, 60.0, "waypoint − mesh");
-        assert_eq!(c.envoy_added_p50_us, 120.0, "envoy − direct");
-        assert_eq!(c.rps_ratio, 2.0);
-        assert_eq!(c.added_p50_ratio, Some(0.5));
-        assert!(c.rps_target_met && c.latency_target_met);
-        assert_eq!((c.one_by_one_waypoint_added_p50_us, c.one_by_one_envoy_added_p50_us), (30.0, 60.0));
-        assert_eq!(c.one_by_one_added_p50_ratio, Some(0.5));
+        assert_eq!(c.one_by_one_waypoint_added_p50_us, 30.0);
+        let baselines: Vec<Path> = c.against.iter().map(|a| a.baseline).collect();
+        assert_eq!(baselines, [Path::EnvoyWaypoint, Path::Envoy], "like for like first");
+
+        let envoy_waypoint = &c.against[0];
+        assert_eq!(envoy_waypoint.added_p50_us, 200.0, "envoy waypoint − mesh");
+        assert_eq!(envoy_waypoint.rps_ratio, 4.0);
+        assert_eq!(envoy_waypoint.added_p50_ratio, Some(0.3));
+        assert!(envoy_waypoint.rps_target_met && envoy_waypoint.latency_target_met);
+        assert_eq!(envoy_waypoint.requests_per_cpu_ratio, Some(81.0 / 21.0));
+
+        let envoy = &c.against[1];
+        assert_eq!(envoy.added_p50_us, 120.0, "envoy − direct");
+        assert_eq!(envoy.rps_ratio, 2.0);
+        assert_eq!(envoy.added_p50_ratio, Some(0.5));
+        assert!(envoy.rps_target_met && envoy.latency_target_met);
+        assert_eq!(envoy.one_by_one_added_p50_us, 60.0);
+        assert_eq!(envoy.one_by_one_added_p50_ratio, Some(0.5));
         assert_eq!((rows[0].proxy_cpu_us_per_request, rows[2].proxy_cpu_us_per_request), (None, Some(21.0)));
-        assert_eq!(c.requests_per_cpu_ratio, Some(51.0 / 21.0), "Envoy's CPU per request ÷ the waypoint's");
+        assert_eq!(envoy.requests_per_cpu_ratio, Some(51.0 / 21.0), "Envoy's CPU per request ÷ the waypoint's");
         assert!(Comparison::new(Protocol::H2c, &rows).is_none(), "no h2c rows");
+
+        let without_envoy_waypoint = Comparison::new(Protocol::Http1, &rows[..4]).unwrap();
+        assert_eq!(without_envoy_waypoint.against.len(), 1, "a baseline not measured is left out");
+        assert!(Comparison::new(Protocol::Http1, &rows[..3]).is_none(), "no Envoy measured: nothing to compare");
     }
 
     #[test]
@@ -304,7 +350,7 @@ mod tests {
             row(Path::Envoy, 2_000.0, 220.0),
         ];
         let c = Comparison::new(Protocol::Http1, &rows).unwrap();
-        assert_eq!(c.added_p50_ratio, None);
-        assert!(!c.latency_target_met);
+        assert_eq!(c.against[0].added_p50_ratio, None);
+        assert!(!c.against[0].latency_target_met);
     }
 }

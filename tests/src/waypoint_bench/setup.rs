@@ -1,6 +1,7 @@
-//! The benchmark's cluster: three namespaces (not enrolled, enrolled, enrolled and bound to a
-//! waypoint), a client (node 0) and a server (node 1) in each, the waypoint and an Envoy pod on
-//! node 0 with the client, services and routes; and one measurement of a path.
+//! The benchmark's cluster: four namespaces (not enrolled; enrolled; enrolled and bound to
+//! Ambit's waypoint; enrolled and bound to an Envoy waypoint), a client (node 0) and a server
+//! (node 1) in each, the waypoint, the Envoy waypoint and a plain Envoy pod on node 0 with the
+//! clients, services and routes; and one measurement of a path.
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -8,12 +9,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use ambit_common::identity::{DEFAULT_TRUST_DOMAIN, SpiffeId, generate_csr, testing::TestCa};
 use anyhow::{Context, bail};
 
 use super::{
     Options, Path, Protocol,
     cpu::{PerRequest, Usage},
-    envoy::{self, Envoy},
+    envoy::{self, Envoy, Role, WaypointRole},
     load::{self, Mode, Sample, Target},
     verify::{self, Counters},
 };
@@ -23,6 +25,11 @@ pub(super) const DIRECT: &str = "bench-direct";
 pub(super) const MESH: &str = "bench-mesh";
 pub(super) const WP: &str = "bench-wp";
 pub(super) const WAYPOINT: &str = "waypoint";
+/// The namespace bound to Envoy as its waypoint, and that waypoint's name (and service account).
+pub(super) const EWP: &str = "bench-ewp";
+pub(super) const ENVOY_WAYPOINT: &str = "envoy-waypoint";
+/// How long the Envoy waypoint's certificate is valid: longer than any run.
+const ENVOY_WAYPOINT_CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Clients, the waypoint and Envoy on node 0; servers on node 1.
 const NODES: usize = 2;
 const SERVER_PORT: u16 = 8080;
@@ -32,6 +39,9 @@ const REQUEST_PATH: &str = "/bench";
 /// listeners do. Both have the namespace's server as their one endpoint.
 const WP_SERVICES: [(&str, Ipv4Addr, &str); 2] =
     [("echo-h1", Ipv4Addr::new(10, 96, 40, 11), "http"), ("echo-h2", Ipv4Addr::new(10, 96, 40, 12), "http2")];
+/// The same two services in the Envoy waypoint's namespace.
+const EWP_SERVICES: [(&str, Ipv4Addr, &str); 2] =
+    [("echo-h1", Ipv4Addr::new(10, 96, 40, 21), "http"), ("echo-h2", Ipv4Addr::new(10, 96, 40, 22), "http2")];
 
 /// A client on node 0 and a server on node 1, in one namespace.
 pub(super) struct Pair {
@@ -45,7 +55,7 @@ pub(super) struct Pair {
 pub struct Workers {
     /// The waypoint's workers: one per CPU it may run on (its default).
     pub waypoint: usize,
-    /// Envoy's `--concurrency`, set to the waypoint's.
+    /// Envoy's `--concurrency` (both Envoys), set to the waypoint's.
     pub envoy: usize,
 }
 
@@ -53,14 +63,18 @@ pub struct Workers {
 pub(super) struct Bench {
     options: Options,
     pub(super) envoy: Envoy,
+    pub(super) envoy_waypoint: Envoy,
     _servers: Vec<ChildGuard>,
     pub(super) waypoint: Waypoint,
     pub(super) direct: Pair,
     pub(super) mesh: Pair,
     pub(super) wp: Pair,
+    pub(super) ewp: Pair,
     pub(super) envoy_pod: Pod,
+    pub(super) envoy_waypoint_pod: Pod,
     mesh_service: ServiceSpec,
     wp_services: [ServiceSpec; 2],
+    ewp_services: [ServiceSpec; 2],
     workers: Workers,
     pub(super) cluster: Cluster,
 }
@@ -74,8 +88,10 @@ impl Bench {
             .namespace(DIRECT, &[])
             .namespace(MESH, &[ambient])
             .namespace(WP, &[ambient, ("istio.io/use-waypoint", WAYPOINT)])
+            .namespace(EWP, &[ambient, ("istio.io/use-waypoint", ENVOY_WAYPOINT)])
             .build()?;
         let waypoint = cluster.add_waypoint(WaypointOptions::new(WP, WAYPOINT).node(0))?;
+        let envoy_waypoint_pod = add_envoy_waypoint_pod(&cluster)?;
         let pair = |ns: &str, short: &str| -> anyhow::Result<Pair> {
             Ok(Pair {
                 client: cluster.add_pod(PodOptions::new(&format!("client-{short}"), ns).node(0))?,
@@ -83,8 +99,10 @@ impl Bench {
             })
         };
         let (direct, mesh, wp) = (pair(DIRECT, "direct")?, pair(MESH, "mesh")?, pair(WP, "wp")?);
+        let ewp = pair(EWP, "ewp")?;
         let envoy_pod = cluster.add_pod(PodOptions::new("envoy", DIRECT).node(0))?;
-        let servers = [&direct, &mesh, &wp].map(|p| start_server(&p.server)).into_iter().collect::<Result<_, _>>()?;
+        let servers =
+            [&direct, &mesh, &wp, &ewp].map(|p| start_server(&p.server)).into_iter().collect::<Result<_, _>>()?;
 
         let mesh_service =
             ServiceSpec::new(MESH, "echo", Ipv4Addr::new(10, 96, 40, 1), SERVER_PORT).app_protocol("http");
@@ -93,6 +111,11 @@ impl Bench {
         cluster.add_service(&mesh_service, &[&mesh.server])?;
         for service in &wp_services {
             cluster.add_service(service, &[&wp.server])?;
+        }
+        let ewp_services = EWP_SERVICES
+            .map(|(name, vip, protocol)| ServiceSpec::new(EWP, name, vip, SERVER_PORT).app_protocol(protocol));
+        for service in &ewp_services {
+            cluster.add_service(service, &[&ewp.server])?;
         }
         let routes: Vec<String> = WP_SERVICES.iter().map(|(name, ..)| routes_yaml(name)).collect();
         let objects: Vec<(&str, &str, &str)> =
@@ -106,22 +129,31 @@ impl Bench {
         let waypoint_pid = waypoint.pid().context("the waypoint is not running")?;
         let workers = verify::waypoint_workers(waypoint_pid)?;
         let upstream = SocketAddr::new(direct.server.ip().into(), SERVER_PORT);
-        let envoy = Envoy::start(&options.envoy, &envoy_pod, upstream, workers, cluster.run_dir())?;
-        let envoy_workers = verify::envoy_workers(envoy.pid())?;
-        if envoy_workers != envoy.workers() {
-            bail!("Envoy runs {envoy_workers} worker threads, not the {} it was given", envoy.workers());
+        let envoy = Envoy::start(&options.envoy, &envoy_pod, &Role::Plain { upstream }, workers, cluster.run_dir())?;
+        let role = Role::Waypoint(envoy_waypoint_role(&cluster, &ewp.server, &ewp_services)?);
+        let envoy_waypoint = Envoy::start(&options.envoy, &envoy_waypoint_pod, &role, workers, cluster.run_dir())?;
+        let mut envoy_workers = 0;
+        for (what, envoy) in [("Envoy", &envoy), ("the Envoy waypoint", &envoy_waypoint)] {
+            envoy_workers = verify::envoy_workers(envoy.pid())?;
+            if envoy_workers != envoy.workers() {
+                bail!("{what} runs {envoy_workers} worker threads, not the {} it was given", envoy.workers());
+            }
         }
         Ok(Self {
             options: options.clone(),
             envoy,
+            envoy_waypoint,
             _servers: servers,
             waypoint,
             direct,
             mesh,
             wp,
+            ewp,
             envoy_pod,
+            envoy_waypoint_pod,
             mesh_service,
             wp_services,
+            ewp_services,
             workers: Workers { waypoint: workers, envoy: envoy_workers },
             cluster,
         })
@@ -137,7 +169,7 @@ impl Bench {
 
     pub(super) fn workers_line(&self) -> String {
         format!(
-            "worker threads: waypoint {} (one per CPU it may use), envoy {} (--concurrency)",
+            "worker threads: waypoint {} (one per CPU it may use), both Envoys {} (--concurrency)",
             self.workers.waypoint, self.workers.envoy
         )
     }
@@ -156,6 +188,7 @@ impl Bench {
                 let addr = format!("{}:{}", self.envoy_pod.ip(), envoy::port(protocol));
                 (&self.direct.client, (format!("http://{addr}{REQUEST_PATH}"), addr))
             }
+            Path::EnvoyWaypoint => (&self.ewp.client, service(self.ewp_service(protocol))),
         };
         Target { client, url, authority }
     }
@@ -167,6 +200,13 @@ impl Bench {
         }
     }
 
+    pub(super) fn ewp_service(&self, protocol: Protocol) -> &ServiceSpec {
+        match protocol {
+            Protocol::Http1 => &self.ewp_services[0],
+            Protocol::H2c => &self.ewp_services[1],
+        }
+    }
+
     /// Saturation, fixed rate, then one by one, on one path; fails unless the proxy on the path
     /// (and only it) counted every answered request.
     pub(super) fn measure(&self, protocol: Protocol, path: Path) -> anyhow::Result<Sample> {
@@ -175,6 +215,7 @@ impl Bench {
         let proxy_pid = match path {
             Path::Waypoint => Some(self.waypoint.pid().context("the waypoint is not running")?),
             Path::Envoy => Some(self.envoy.pid()),
+            Path::EnvoyWaypoint => Some(self.envoy_waypoint.pid()),
             Path::Direct | Path::Mesh => None,
         };
         let proxy_before = proxy_pid.map(Usage::read).transpose()?;
@@ -204,10 +245,57 @@ impl Bench {
     }
 
     pub(super) fn shutdown(self) -> anyhow::Result<()> {
-        let Self { envoy, _servers, waypoint, cluster, .. } = self;
-        drop((envoy, _servers, waypoint));
+        let Self { envoy, envoy_waypoint, _servers, waypoint, cluster, .. } = self;
+        drop((envoy, envoy_waypoint, _servers, waypoint));
         cluster.shutdown()
     }
+}
+
+/// The Envoy waypoint's pod, deployed as Istio deploys a waypoint (see [`crate::waypoint`]): its
+/// Gateway of class `istio-waypoint`, and a pod labelled with the Gateway's name, never captured,
+/// running as the Gateway's service account. Envoy starts in it later.
+fn add_envoy_waypoint_pod(cluster: &Cluster) -> anyhow::Result<Pod> {
+    let gateway = WaypointOptions::new(EWP, ENVOY_WAYPOINT).gateway_yaml();
+    cluster.apply("bench-envoy-waypoint.yaml", &gateway, &[("Gateway", EWP, ENVOY_WAYPOINT)])?;
+    let pod = cluster.add_pod(
+        PodOptions::new(&format!("{ENVOY_WAYPOINT}-0"), EWP)
+            .node(0)
+            .service_account(ENVOY_WAYPOINT)
+            .labels(&[("gateway.networking.k8s.io/gateway-name", ENVOY_WAYPOINT), ("istio.io/dataplane-mode", "none")]),
+    )?;
+    cluster.wait_converged()?;
+    Ok(pod)
+}
+
+/// What Envoy needs to be the waypoint of `EWP`: the services it routes, the server it tunnels
+/// to and the identity that server must prove, and its own certificate. Ambit's waypoint gets
+/// its certificate from the control plane's CA with its credential; Envoy does not speak that
+/// API, so the benchmark issues the same certificate (the Gateway's service account's SPIFFE
+/// id, from the mesh's root) and writes it next to the bootstrap.
+fn envoy_waypoint_role(cluster: &Cluster, server: &Pod, services: &[ServiceSpec; 2]) -> anyhow::Result<WaypointRole> {
+    let ca_dir = cluster.cp().ca_dir();
+    let read = |name: &str| {
+        std::fs::read_to_string(ca_dir.join(name)).with_context(|| format!("reading the mesh CA's {name}"))
+    };
+    let ca = TestCa::from_pem(DEFAULT_TRUST_DOMAIN, &read("ca.crt")?, &read("ca.key")?)
+        .context("loading the mesh CA's root")?;
+    let id = SpiffeId::new(DEFAULT_TRUST_DOMAIN, EWP, ENVOY_WAYPOINT)?;
+    let (csr, key) = generate_csr(&id)?;
+    let chain = ca.sign_csr_as(&csr, &id, ENVOY_WAYPOINT_CERT_LIFETIME)?;
+    let dir = cluster.run_dir();
+    let files = [("envoy-waypoint.crt", chain), ("envoy-waypoint.key", key)];
+    for (name, pem) in &files {
+        std::fs::write(dir.join(name), pem).with_context(|| format!("writing {}", dir.join(name).display()))?;
+    }
+    let server_identity = SpiffeId::new(DEFAULT_TRUST_DOMAIN, server.namespace(), &server.spec().service_account)?;
+    Ok(WaypointRole {
+        services: vec![(Protocol::Http1, services[0].authority()), (Protocol::H2c, services[1].authority())],
+        server: SocketAddr::new(server.ip().into(), SERVER_PORT),
+        server_identity: server_identity.as_str().to_owned(),
+        chain: dir.join(files[0].0),
+        key: dir.join(files[1].0),
+        roots: ca_dir.join("ca.crt"),
+    })
 }
 
 /// The VirtualService for `service`: the header match first, then the default — the routes

@@ -12,45 +12,70 @@ use serde_json::Value;
 use super::{
     Path, Protocol, envoy,
     load::{self, Mode},
-    setup::{Bench, WAYPOINT, WP},
+    setup::{Bench, ENVOY_WAYPOINT, EWP, WAYPOINT, WP},
 };
 use crate::{Pod, Waypoint};
 
 /// Requests per route in the warm-up.
 const WARM_UP: u64 = 200;
 
-/// The request counters of both proxies at one moment.
+/// The request counters of the three proxies at one moment.
 pub(super) struct Counters {
     /// The waypoint's `/stats` `requests`.
     waypoint: u64,
-    /// Envoy's `upstream_rq_total`, per cluster.
-    envoy: BTreeMap<String, u64>,
+    /// Per Envoy (the plain one, the waypoint), its route clusters' requests, by cluster.
+    envoy: EnvoyCounters,
+    envoy_waypoint: EnvoyCounters,
+}
+
+/// An Envoy's `upstream_rq_total` of its route clusters (the clusters of its tunnels count
+/// tunnels, not requests), by cluster name.
+#[derive(Default)]
+struct EnvoyCounters(BTreeMap<String, u64>);
+
+impl EnvoyCounters {
+    fn read(envoy: &envoy::Envoy, pod: &Pod) -> anyhow::Result<Self> {
+        let counters = envoy
+            .counters(pod)?
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let cluster = name.strip_prefix("cluster.")?.strip_suffix(".upstream_rq_total")?;
+                envoy::is_route_cluster(cluster).then(|| (cluster.to_owned(), value))
+            })
+            .collect();
+        Ok(Self(counters))
+    }
+
+    fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    fn cluster(&self, cluster: &str) -> u64 {
+        self.0.get(cluster).copied().unwrap_or(0)
+    }
 }
 
 impl Counters {
     pub(super) fn read(bench: &Bench) -> anyhow::Result<Self> {
         let stats = bench.waypoint.admin_get("/stats")?;
         let waypoint = stats["requests"].as_u64().with_context(|| format!("the waypoint's /stats: {stats}"))?;
-        let envoy = bench
-            .envoy
-            .counters(&bench.envoy_pod)?
-            .into_iter()
-            .filter(|(name, _)| name.starts_with("cluster.") && name.ends_with(".upstream_rq_total"))
-            .collect();
-        Ok(Self { waypoint, envoy })
+        Ok(Self {
+            waypoint,
+            envoy: EnvoyCounters::read(&bench.envoy, &bench.envoy_pod)?,
+            envoy_waypoint: EnvoyCounters::read(&bench.envoy_waypoint, &bench.envoy_waypoint_pod)?,
+        })
     }
 
-    fn envoy_total(&self) -> u64 {
-        self.envoy.values().sum()
-    }
-
-    fn envoy_cluster(&self, cluster: &str) -> u64 {
-        self.envoy.get(&format!("cluster.{cluster}.upstream_rq_total")).copied().unwrap_or(0)
+    fn envoy_of(&self, path: Path) -> &EnvoyCounters {
+        match path {
+            Path::EnvoyWaypoint => &self.envoy_waypoint,
+            _ => &self.envoy,
+        }
     }
 }
 
 /// Fails unless the proxy on `path` counted at least the `answered` requests between `before`
-/// and `after`, and the other proxy counted none.
+/// and `after`, and the other proxies counted none.
 pub(super) fn proxied(
     path: Path,
     protocol: Protocol,
@@ -58,35 +83,26 @@ pub(super) fn proxied(
     after: &Counters,
     answered: u64,
 ) -> anyhow::Result<()> {
-    let waypoint = after.waypoint - before.waypoint;
-    let envoy = after.envoy_total() - before.envoy_total();
-    let (on_path, off_path) = match path {
-        Path::Waypoint => (Some(("the waypoint", waypoint)), ("Envoy", envoy)),
-        Path::Envoy => (Some(("Envoy", envoy)), ("the waypoint", waypoint)),
-        Path::Direct | Path::Mesh => {
-            if waypoint + envoy > 0 {
-                bail!(
-                    "{path:?} {protocol:?}: the waypoint counted {waypoint} and Envoy {envoy} requests: not a {path:?} path"
-                );
-            }
-            return Ok(());
+    let counted = [
+        (Path::Waypoint, "the waypoint", after.waypoint - before.waypoint),
+        (Path::Envoy, "Envoy", after.envoy.total() - before.envoy.total()),
+        (Path::EnvoyWaypoint, "the Envoy waypoint", after.envoy_waypoint.total() - before.envoy_waypoint.total()),
+    ];
+    for (proxy_path, proxy, count) in counted {
+        if proxy_path == path && count < answered {
+            bail!(
+                "{path:?} {protocol:?}: {answered} requests answered but {proxy} counted only {count}: some bypassed it"
+            );
         }
-    };
-    if let Some((proxy, counted)) = on_path
-        && counted < answered
-    {
-        bail!(
-            "{path:?} {protocol:?}: {answered} requests answered but {proxy} counted only {counted}: some bypassed it"
-        );
-    }
-    if off_path.1 > 0 {
-        bail!("{path:?} {protocol:?}: {} counted {} requests it should never have seen", off_path.0, off_path.1);
+        if proxy_path != path && count > 0 {
+            bail!("{path:?} {protocol:?}: {proxy} counted {count} requests it should never have seen");
+        }
     }
     Ok(())
 }
 
 /// Warms every path up with `WARM_UP` requests per route, and checks the routes: through the
-/// waypoint and Envoy, requests with `x-bench-route: header` take the header route and the
+/// waypoint and the Envoys, requests with `x-bench-route: header` take the header route and the
 /// others the default route.
 pub(super) fn routes(bench: &Bench, protocol: Protocol) -> anyhow::Result<()> {
     for path in Path::ALL {
@@ -116,19 +132,24 @@ pub(super) fn routes(bench: &Bench, protocol: Protocol) -> anyhow::Result<()> {
                     }
                 }
             }
-            Path::Envoy => {
+            Path::Envoy | Path::EnvoyWaypoint => {
+                let (before, after) = (before.envoy_of(path), after.envoy_of(path));
                 for route in ["header", "default"] {
                     let cluster = envoy::cluster(protocol, route);
-                    let taken = after.envoy_cluster(&cluster) - before.envoy_cluster(&cluster);
+                    let taken = after.cluster(&cluster) - before.cluster(&cluster);
                     if taken != WARM_UP {
-                        bail!("Envoy's {route} route (cluster {cluster}) took {taken} requests, not {WARM_UP}");
+                        bail!(
+                            "{path:?}: Envoy's {route} route (cluster {cluster}) took {taken} requests, not {WARM_UP}"
+                        );
                     }
                 }
             }
             Path::Direct | Path::Mesh => proxied(path, protocol, &before, &after, 0)?,
         }
     }
-    println!("[warm-up] {protocol:?}: every path answered; header and default routes taken by the waypoint and Envoy");
+    println!(
+        "[warm-up] {protocol:?}: every path answered; header and default routes taken by the waypoint and both Envoys"
+    );
     Ok(())
 }
 
@@ -185,8 +206,13 @@ pub(super) fn connection_records(bench: &Bench) -> anyhow::Result<()> {
     if !direct.is_empty() {
         bail!("the direct client's traffic was captured: {}", direct[0]);
     }
-    let waypoint = format!("{WP}/{WAYPOINT}");
-    for (pod, through) in [(&bench.mesh.client, None), (&bench.wp.client, Some(waypoint.as_str()))] {
+    let (waypoint, envoy_waypoint) = (format!("{WP}/{WAYPOINT}"), format!("{EWP}/{ENVOY_WAYPOINT}"));
+    let clients = [
+        (&bench.mesh.client, None),
+        (&bench.wp.client, Some(waypoint.as_str())),
+        (&bench.ewp.client, Some(envoy_waypoint.as_str())),
+    ];
+    for (pod, through) in clients {
         // Records are written when connections close, just after the last load ended.
         let deadline = Instant::now() + Duration::from_secs(5);
         let records = loop {
@@ -296,7 +322,12 @@ mod tests {
     }
 
     fn counters(waypoint: u64, envoy: u64) -> Counters {
-        Counters { waypoint, envoy: BTreeMap::from([("cluster.h1_default.upstream_rq_total".to_owned(), envoy)]) }
+        counters3(waypoint, envoy, 0)
+    }
+
+    fn counters3(waypoint: u64, envoy: u64, envoy_waypoint: u64) -> Counters {
+        let envoy_counters = |n: u64| EnvoyCounters(BTreeMap::from([("h1_default".to_owned(), n)]));
+        Counters { waypoint, envoy: envoy_counters(envoy), envoy_waypoint: envoy_counters(envoy_waypoint) }
     }
 
     #[test]
@@ -308,5 +339,14 @@ mod tests {
         assert!(proxied(Path::Envoy, Protocol::H2c, &before, &counters(10, 120), 100).is_ok());
         assert!(proxied(Path::Mesh, Protocol::H2c, &before, &counters(10, 20), 100).is_ok());
         assert!(proxied(Path::Direct, Protocol::H2c, &before, &counters(11, 20), 100).is_err());
+        let before = counters3(10, 20, 30);
+        assert!(proxied(Path::EnvoyWaypoint, Protocol::Http1, &before, &counters3(10, 20, 130), 100).is_ok());
+        assert!(proxied(Path::EnvoyWaypoint, Protocol::Http1, &before, &counters3(10, 20, 129), 100).is_err());
+        assert!(proxied(Path::EnvoyWaypoint, Protocol::Http1, &before, &counters3(10, 21, 130), 100).is_err());
+        assert!(
+            proxied(Path::Envoy, Protocol::Http1, &before, &counters3(10, 120, 31), 100).is_err(),
+            "the other Envoy"
+        );
+        assert!(proxied(Path::Mesh, Protocol::Http1, &before, &counters3(10, 20, 31), 100).is_err());
     }
 }
