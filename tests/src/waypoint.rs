@@ -116,6 +116,11 @@ impl Waypoint {
         self.daemon.log_tail_block(lines)
     }
 
+    /// Everything it has written to its log (stderr) so far.
+    pub fn log(&self) -> String {
+        self.daemon.log()
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.daemon.pid()
     }

@@ -224,6 +224,26 @@ fn header_match_routes_jason_to_v2_and_everyone_else_to_v3_with_a_shadow_copy_to
     assert_eq!(routes.get("jason HTTP/2"), Some(&100), "{routes:?}");
     assert_eq!(routes.get("everyone-else HTTP/1.1"), Some(&100), "{routes:?}");
     assert_eq!(routes.get("everyone-else HTTP/2"), Some(&100), "{routes:?}");
+    // And its log has the same as access lines (written in batches, at least once a second),
+    // plain text in a file: no colour escapes.
+    let jason = wait_for(Duration::from_secs(10), "the access lines of jason's 200 requests", || {
+        let log = bookinfo.waypoint.log();
+        let lines: Vec<String> = log
+            .lines()
+            .filter(|l| l.contains(" INFO access: request id=") && l.contains(" route=\"jason\" "))
+            .map(str::to_owned)
+            .collect();
+        Ok((lines.len() >= 200).then_some(lines))
+    });
+    assert_eq!(jason.len(), 200, "one line per request");
+    for protocol in ["HTTP/1.1", "HTTP/2"] {
+        let line = jason.iter().find(|l| l.contains(&format!(" protocol=\"{protocol}\" "))).expect(protocol);
+        for field in [" method=GET ", " path=/reviews/0 ", " code=200 ", " flags=- ", " attempts=1 "] {
+            assert!(line.contains(field), "{field:?} in {line}");
+        }
+        assert!(line.contains(&format!(" authority={authority} ")), "{line}");
+    }
+    assert!(!bookinfo.waypoint.log().contains('\u{1b}'), "no ANSI escapes in a log file");
 }
 
 #[test]

@@ -41,7 +41,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// The request's authority: the URI's, else the Host header.
 pub fn authority(parts: &Parts) -> String {
     match parts.uri.authority() {
-        Some(authority) => authority.to_string(),
+        Some(authority) => authority.as_str().to_owned(),
         None => parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("").to_owned(),
     }
 }

@@ -178,12 +178,13 @@ fn rewrite_path(parts: &mut Parts, rewriter: &rewrite::PathRewriter) {
 
 fn base_record(parts: &Parts, down: &Downstream) -> AccessRecord {
     AccessRecord {
-        source_identity: down.identity.as_ref().map(ToString::to_string),
-        source_address: down.peer.to_string(),
-        destination: down.destination.to_string(),
+        // Copies of text, not `to_string` through the formatter: this runs for every request.
+        source_identity: down.identity.as_ref().map(|id| id.as_str().to_owned()),
+        source_address: down.peer_text.to_string(),
+        destination: down.destination_text.to_string(),
         authority: message::authority(parts),
-        method: parts.method.to_string(),
-        path: parts.uri.path_and_query().map_or_else(|| "/".to_owned(), |p| p.to_string()),
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
         protocol: if down.version == http::Version::HTTP_2 { "HTTP/2" } else { "HTTP/1.1" },
         ..Default::default()
     }

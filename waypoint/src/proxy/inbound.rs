@@ -87,7 +87,7 @@ async fn stream(wp: Arc<Waypoint>, peer: SocketAddr, identity: SpiffeId, local: 
         inc(&wp.stats.streams_refused);
         return request.reject(StatusCode::BAD_REQUEST);
     };
-    let down = Downstream { peer, identity: Some(identity), destination, local, version: http::Version::HTTP_11 };
+    let down = Downstream::new(peer, Some(identity), destination, local);
     let snapshot = wp.config.current();
     let Some(service) = snapshot.service(destination) else {
         tracing::warn!(peer = %down.peer, %destination, version = snapshot.version,

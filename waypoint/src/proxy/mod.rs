@@ -52,4 +52,22 @@ pub struct Downstream {
     pub local: SocketAddr,
     /// HTTP/1.1 or HTTP/2, once known.
     pub version: ::http::Version,
+    /// `peer` and `destination` as text, formatted once per connection for the access records
+    /// of all its requests.
+    pub peer_text: Arc<str>,
+    pub destination_text: Arc<str>,
+}
+
+impl Downstream {
+    pub fn new(peer: SocketAddr, identity: Option<SpiffeId>, destination: SocketAddr, local: SocketAddr) -> Self {
+        Self {
+            peer,
+            identity,
+            destination,
+            local,
+            version: ::http::Version::HTTP_11,
+            peer_text: peer.to_string().into(),
+            destination_text: destination.to_string().into(),
+        }
+    }
 }

@@ -8,12 +8,16 @@
 //! a slow stderr. If stderr stalls and 8 MiB pile up, further access lines are dropped and
 //! counted, and the count is logged once writing resumes. Every other event is written at once,
 //! after the access lines buffered before it, so lines keep their order. [`flush`] writes what is
-//! buffered (the binaries call it before they exit; a panic does too).
+//! buffered (the binaries call it before they exit; a panic does too). The data path's one line
+//! per request can skip the `tracing` event and format itself into the batch
+//! ([`access_line`]). Colours only when stderr is a terminal (never in a log file).
+
+pub mod access_line;
 
 use std::{
-    io::Write,
+    io::{IsTerminal, Write},
     sync::{
-        Condvar, Mutex, Once,
+        Condvar, Mutex, Once, OnceLock,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
@@ -42,8 +46,12 @@ pub enum LogFormat {
 /// Installs the global subscriber: events matching `filter` (e.g. `info,access=info`) go to
 /// stderr in `format`, access records in batches.
 pub fn init(filter: &str, format: LogFormat) {
+    let _ = FORMAT.set(format);
     let filter = tracing_subscriber::EnvFilter::new(filter);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(&STDERR);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(&STDERR)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -66,6 +74,13 @@ pub fn init(filter: &str, format: LogFormat) {
             STDERR.unbuffered.store(true, Ordering::Relaxed);
         }
     });
+}
+
+/// The format [`init`] was given (text until then).
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+fn format() -> LogFormat {
+    FORMAT.get().copied().unwrap_or(LogFormat::Text)
 }
 
 /// Writes the buffered access lines now.
