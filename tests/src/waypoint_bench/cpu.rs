@@ -2,7 +2,10 @@
 //! `/proc/<pid>/stat`) and context switches (voluntary + involuntary, summed over
 //! `/proc/<pid>/task/*/status`), read around the closed-loop run. Requests/s compares whole
 //! paths on shared CPUs (load tool, server and node proxies included); CPU per request compares
-//! the two proxies themselves.
+//! the two proxies themselves. [`Machine`] says how busy all CPUs were meanwhile: a path whose
+//! stages take turns (one h2c connection carries all requests as one batch from process to
+//! process) leaves CPUs idle, and then its requests/s are bound by the sum of the stages' CPU per
+//! request, not by the CPUs.
 
 use std::time::Duration;
 
@@ -53,6 +56,36 @@ impl PerRequest {
     }
 }
 
+/// The machine's CPU time counters (`/proc/stat`'s `cpu` line, all CPUs) at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct Machine {
+    busy: u64,
+    total: u64,
+}
+
+impl Machine {
+    pub(super) fn read() -> anyhow::Result<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").context("/proc/stat")?;
+        machine_ticks(&stat).with_context(|| format!("/proc/stat has no cpu line: {stat}"))
+    }
+
+    /// The share of all CPUs' time spent busy (not idle, not waiting for IO) since `before`.
+    pub(super) fn busy_since(&self, before: &Machine) -> f64 {
+        let total = self.total.saturating_sub(before.total);
+        if total == 0 { 0.0 } else { self.busy.saturating_sub(before.busy) as f64 / total as f64 }
+    }
+}
+
+/// `cpu  user nice system idle iowait irq softirq steal …`: busy is all but idle and iowait
+/// (guest time is already counted in user).
+fn machine_ticks(stat: &str) -> Option<Machine> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line.split_whitespace().skip(1).take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    let [user, nice, system, idle, iowait, irq, softirq, steal] = fields.try_into().ok()?;
+    let busy = user + nice + system + irq + softirq + steal;
+    Some(Machine { busy, total: busy + idle + iowait })
+}
+
 /// utime + stime (fields 14 and 15; the command name in field 2 may hold spaces, so count from
 /// its closing parenthesis).
 fn cpu_ticks(stat: &str) -> Option<u64> {
@@ -81,6 +114,16 @@ mod tests {
         let stat = "4242 (wrk:worker 0) S 1 4242 4242 0 -1 4194560 951 0 0 0 250 75 0 0 20 0 3 0 100 0 0";
         assert_eq!(cpu_ticks(stat), Some(325), "utime 250 + stime 75");
         assert_eq!(cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn machine_busy_time_leaves_out_idle_and_iowait() {
+        let before = machine_ticks("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3\n").unwrap();
+        let after = machine_ticks("cpu  400 0 150 1100 50 10 40 0 0 0\n").unwrap();
+        // Busy grew by 300 + 100 + 10 + 40 = 450 of 750 ticks.
+        assert_eq!(after.busy_since(&before), 0.6);
+        assert_eq!(machine_ticks("intr 1 2 3"), None);
+        assert!(Machine::read().unwrap().total > 0);
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub(super) struct Sample {
     pub(super) one_by_one: Run,
     /// What the proxy on the path (the waypoint, Envoy) spent per request in the closed loop.
     pub(super) proxy: Option<PerRequest>,
+    /// The share of all CPUs' time that was busy during the closed loop.
+    pub(super) machine_busy: f64,
 }
 
 impl Sample {
@@ -96,8 +98,9 @@ impl Sample {
 
     pub(super) fn line(&self) -> String {
         format!(
-            "{:>6.0} req/s   fixed rate p50 {:>5.0} µs p99 {:>6.0} µs   one by one p50 {:>5.0} µs p99 {:>6.0} µs{}{}",
+            "{:>6.0} req/s ({:>3.0}% CPU)   fixed rate p50 {:>5.0} µs p99 {:>6.0} µs   one by one p50 {:>5.0} µs p99 {:>6.0} µs{}{}",
             self.saturation.rps(),
+            self.machine_busy * 100.0,
             self.fixed_rate.p50_us,
             self.fixed_rate.p99_us,
             self.one_by_one.p50_us,

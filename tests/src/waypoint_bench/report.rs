@@ -20,6 +20,8 @@ pub struct Row {
     pub path: Path,
     /// Answered requests per second, closed loop.
     pub rps: f64,
+    /// The share of all CPUs busy during the closed loop (below 1: the path's stages took turns).
+    pub machine_busy: f64,
     /// Latency at the fixed rate, µs.
     pub p50_us: f64,
     pub p99_us: f64,
@@ -44,6 +46,7 @@ impl Row {
             protocol,
             path,
             rps: median(samples.iter().map(|s| s.saturation.rps())),
+            machine_busy: median(samples.iter().map(|s| s.machine_busy)),
             p50_us: median(samples.iter().map(|s| s.fixed_rate.p50_us)),
             p99_us: median(samples.iter().map(|s| s.fixed_rate.p99_us)),
             one_by_one_p50_us: median(samples.iter().map(|s| s.one_by_one.p50_us)),
@@ -163,10 +166,11 @@ impl Report {
     pub fn print(&self) {
         println!();
         println!(
-            "{:<9} {:<17} {:>8} {:>21} {:>21} {:>22} {:>6}",
+            "{:<9} {:<17} {:>8} {:>5} {:>21} {:>21} {:>22} {:>6}",
             "protocol",
             "path",
             "req/s",
+            "CPUs",
             format!("p50 / p99 @{}/s", self.rate),
             "p50 / p99 one by one",
             "proxy CPU, switches/req",
@@ -175,10 +179,11 @@ impl Report {
         for protocol in Protocol::ALL {
             for row in self.rows.iter().filter(|r| r.protocol == protocol) {
                 println!(
-                    "{:<9} {:<17} {:>8.0} {:>9.0} / {:>6.0} µs {:>9.0} / {:>6.0} µs {:>22} {:>6}",
+                    "{:<9} {:<17} {:>8.0} {:>4.0}% {:>9.0} / {:>6.0} µs {:>9.0} / {:>6.0} µs {:>22} {:>6}",
                     protocol.label(),
                     row.path.label(),
                     row.rps,
+                    row.machine_busy * 100.0,
                     row.p50_us,
                     row.p99_us,
                     row.one_by_one_p50_us,
@@ -229,7 +234,7 @@ impl Report {
             }
         }
         println!(
-            "\n(req/s: closed loop, {} workers, {} s; latency @{}/s: open loop for {} s, from each request's \
+            "\n(req/s: closed loop, {} workers, {} s, CPUs: the share of all CPUs busy meanwhile; latency @{}/s: open loop for {} s, from each request's \
              scheduled time; one by one: one worker for {} s; medians of {} rounds; worker threads: waypoint {}, \
              Envoy {})",
             self.concurrency,
@@ -279,6 +284,7 @@ mod tests {
     fn sample(rps: f64, p50: f64, proxy_cpu_us: Option<f64>) -> Sample {
         Sample {
             proxy: proxy_cpu_us.map(|cpu_us| PerRequest { cpu_us, switches: 2.0 }),
+            machine_busy: 0.5,
             saturation: Run { ok: (rps * 5.0) as u64, failed: 0, elapsed_ms: 5000, p50_us: 1000.0, p99_us: 2000.0 },
             fixed_rate: Run { ok: 5000, failed: 1, elapsed_ms: 5000, p50_us: p50, p99_us: p50 * 3.0 },
             one_by_one: Run { ok: 5000, failed: 0, elapsed_ms: 5000, p50_us: p50 / 2.0, p99_us: p50 },

@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 
 use super::{
     Options, Path, Protocol,
-    cpu::{PerRequest, Usage},
+    cpu::{Machine, PerRequest, Usage},
     envoy::{self, Envoy, Role, WaypointRole},
     load::{self, Mode, Sample, Target},
     verify::{self, Counters},
@@ -219,14 +219,16 @@ impl Bench {
             Path::Direct | Path::Mesh => None,
         };
         let proxy_before = proxy_pid.map(Usage::read).transpose()?;
+        let machine_before = Machine::read()?;
         let saturation = load::run(&target, protocol, Mode::Saturation, &self.options)?;
+        let machine_busy = Machine::read()?.busy_since(&machine_before);
         let proxy = match (proxy_pid, proxy_before) {
             (Some(pid), Some(before)) => Some(PerRequest::new(Usage::read(pid)?.since(&before), saturation.ok)),
             _ => None,
         };
         let fixed_rate = load::run(&target, protocol, Mode::FixedRate, &self.options)?;
         let one_by_one = load::run(&target, protocol, Mode::OneByOne, &self.options)?;
-        let sample = Sample { saturation, fixed_rate, one_by_one, proxy };
+        let sample = Sample { saturation, fixed_rate, one_by_one, proxy, machine_busy };
         let after = Counters::read(self)?;
         verify::proxied(path, protocol, &before, &after, sample.ok())?;
         Ok(sample)
