@@ -15,8 +15,8 @@ use super::{ACCESS_TARGET, LogFormat, STDERR};
 /// A field's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Value<'a> {
-    /// Text that never holds spaces, quotes or control characters (an address, a method, a
-    /// path, flags): bare in text lines, as `tracing` writes a `%` field.
+    /// Text without spaces or control characters (an address, a method, a path, flags),
+    /// written as is in text lines, as `tracing` writes a `%` field.
     Bare(&'a str),
     /// Any text: quoted and escaped in text lines, as `tracing` writes a `&str` field.
     Quoted(&'a str),

@@ -132,11 +132,10 @@ impl Bench {
         let envoy = Envoy::start(&options.envoy, &envoy_pod, &Role::Plain { upstream }, workers, cluster.run_dir())?;
         let role = Role::Waypoint(envoy_waypoint_role(&cluster, &ewp.server, &ewp_services)?);
         let envoy_waypoint = Envoy::start(&options.envoy, &envoy_waypoint_pod, &role, workers, cluster.run_dir())?;
-        let mut envoy_workers = 0;
         for (what, envoy) in [("Envoy", &envoy), ("the Envoy waypoint", &envoy_waypoint)] {
-            envoy_workers = verify::envoy_workers(envoy.pid())?;
-            if envoy_workers != envoy.workers() {
-                bail!("{what} runs {envoy_workers} worker threads, not the {} it was given", envoy.workers());
+            let running = verify::envoy_workers(envoy.pid())?;
+            if running != envoy.workers() {
+                bail!("{what} runs {running} worker threads, not the {} it was given", envoy.workers());
             }
         }
         Ok(Self {
@@ -154,7 +153,7 @@ impl Bench {
             mesh_service,
             wp_services,
             ewp_services,
-            workers: Workers { waypoint: workers, envoy: envoy_workers },
+            workers: Workers { waypoint: workers, envoy: workers },
             cluster,
         })
     }
