@@ -180,8 +180,8 @@ fn base_record(parts: &Parts, down: &Downstream) -> AccessRecord {
     AccessRecord {
         // Copies of text, not `to_string` through the formatter: this runs for every request.
         source_identity: down.identity.as_ref().map(|id| id.as_str().to_owned()),
-        source_address: down.peer_text.to_string(),
-        destination: down.destination_text.to_string(),
+        source_address: String::from(&*down.peer_text),
+        destination: String::from(&*down.destination_text),
         authority: message::authority(parts),
         method: parts.method.as_str().to_owned(),
         path: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned(),
