@@ -95,7 +95,8 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let (cluster_source, cluster_updates, mesh, hbone) = cluster_source(&config)?;
     let workers = Workers::start(config.workers, "proxy-wrk").context("starting the worker threads (--workers)")?;
     tracing::info!(workers = workers.len(), "worker threads started");
-    let proxy = Arc::new(ProxyContext::new(capture, config.connect_timeout, mesh.clone(), hbone, workers));
+    let proxy =
+        Arc::new(ProxyContext::new(capture, config.connect_timeout, mesh.clone(), hbone, workers, config.same_node));
     tokio::spawn(reauthorize_on_change(proxy.clone(), mesh));
     let (pods, startup_prune) =
         pods::start(config.node_name.clone(), proxy.clone(), cluster_updates, StateFile::new(&config.state_dir))

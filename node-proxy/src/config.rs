@@ -63,6 +63,12 @@ pub(crate) struct Args {
     /// per CPU the process may run on.
     #[arg(long, env = "AMBIT_WORKERS", default_value_t = 0)]
     workers: usize,
+    /// How a connection between two pods enrolled on this node is carried: `local` hands it from
+    /// the source pod's side to the destination pod's side inside the node proxy (authorized on
+    /// the source's identity, no tunnel: the bytes never leave the node or the proxy); `hbone`
+    /// tunnels it with mutual TLS through the pods' network like a connection to another node.
+    #[arg(long, env = "AMBIT_SAME_NODE", value_enum, default_value = "local")]
+    same_node: SameNode,
     /// Log filter, in `tracing` EnvFilter syntax (e.g. `info`, `debug,access=info`).
     #[arg(long, env = "AMBIT_LOG", default_value = "info")]
     log: String,
@@ -73,7 +79,16 @@ pub(crate) struct Args {
     pub(crate) print_config: bool,
 }
 
-/// The validated configuration.
+/// How a connection between two pods enrolled on the same node is carried (`--same-node`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "camelCase")]
+pub(crate) enum SameNode {
+    /// Handed over inside the node proxy, authorized on the source pod's identity.
+    Local,
+    /// An HBONE tunnel, as between nodes.
+    Hbone,
+}
+
 /// Where enrollment decisions come from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "type")]
@@ -97,6 +112,7 @@ pub(crate) struct ControlPlaneTls {
     pub(crate) trust_domain: String,
 }
 
+/// The validated configuration.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Config {
@@ -111,6 +127,7 @@ pub(crate) struct Config {
     pub(crate) connect_timeout: Duration,
     /// Worker threads (resolved: never 0).
     pub(crate) workers: usize,
+    pub(crate) same_node: SameNode,
     pub(crate) log: String,
     pub(crate) log_format: LogFormat,
 }
@@ -200,6 +217,7 @@ impl Args {
             cluster_source,
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
             workers,
+            same_node: self.same_node,
             log: self.log,
             log_format: self.log_format,
         })
@@ -235,6 +253,8 @@ mod tests {
         assert_eq!(config.workers, std::thread::available_parallelism().unwrap().get(), "one per CPU");
         let dump = serde_json::to_value(&config).unwrap();
         assert_eq!(dump["connectTimeout"], "10000ms");
+        assert_eq!((config.same_node, dump["sameNode"].as_str()), (SameNode::Local, Some("local")));
+        assert_eq!(parse(&["--same-node=hbone"]).unwrap().same_node, SameNode::Hbone);
     }
 
     #[test]

@@ -59,6 +59,9 @@ pub(crate) enum Outcome {
 pub(crate) enum Transport {
     /// Inside an HBONE tunnel (mutual TLS, HTTP/2 CONNECT).
     Hbone,
+    /// Between two pods on this node, handed over inside the node proxy (`--same-node local`):
+    /// authorized on the source pod's identity, never on the network.
+    NodeLocal,
     /// Plain TCP: to a destination outside the mesh, from a source outside it, or without a
     /// control plane.
     Plaintext,
@@ -121,6 +124,7 @@ pub(crate) struct OpenConnection {
 }
 
 /// What a finished connection carried and how it ended.
+#[derive(Clone)]
 pub(crate) struct Closing {
     pub(crate) bytes_from_source: u64,
     pub(crate) bytes_to_source: u64,

@@ -30,6 +30,7 @@ pub struct ClusterBuilder {
     start_proxies: bool,
     control_plane: bool,
     cert_lifetime: Option<std::time::Duration>,
+    proxy_args: Vec<String>,
 }
 
 impl ClusterBuilder {
@@ -57,6 +58,12 @@ impl ClusterBuilder {
     /// Lifetime of workload certificates the control plane's CA issues (default: its own, 24 h).
     pub fn cert_lifetime(mut self, lifetime: std::time::Duration) -> Self {
         self.cert_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Extra flags for every node proxy (e.g. `--same-node=hbone`).
+    pub fn proxy_args(mut self, args: &[&str]) -> Self {
+        self.proxy_args.extend(args.iter().map(|a| (*a).to_owned()));
         self
     }
 
@@ -96,7 +103,7 @@ impl ClusterBuilder {
         };
         let mut nodes = Vec::new();
         for index in 0..self.nodes {
-            nodes.push(create_node(&run, &fabric_name, index, &source)?);
+            nodes.push(create_node(&run, &fabric_name, index, &source, &self.proxy_args)?);
         }
         let node_netns: Vec<String> = nodes.iter().map(|n| n.netns_name.clone()).collect();
         topology::route_between_nodes(&node_netns)?;
@@ -132,7 +139,13 @@ impl ClusterBuilder {
     }
 }
 
-fn create_node(run: &Arc<Run>, fabric: &str, index: usize, source: &ProxySource) -> anyhow::Result<Node> {
+fn create_node(
+    run: &Arc<Run>,
+    fabric: &str,
+    index: usize,
+    source: &ProxySource,
+    extra_args: &[String],
+) -> anyhow::Result<Node> {
     let name = format!("node-{index}");
     let (netns_name, netns) = topology::create_node(run, fabric, index, &name)?;
     let cgroup = run.create_cgroup(&name)?;
@@ -159,6 +172,7 @@ fn create_node(run: &Arc<Run>, fabric: &str, index: usize, source: &ProxySource)
         dir,
         cgroup,
         source: source.clone(),
+        extra_args: extra_args.to_vec(),
         proxy,
         pods_created: Mutex::new(0),
     })
@@ -199,6 +213,7 @@ impl Cluster {
             start_proxies: true,
             control_plane: false,
             cert_lifetime: None,
+            proxy_args: Vec::new(),
         }
     }
 

@@ -49,6 +49,8 @@ pub struct Node {
     pub(crate) cgroup: PathBuf,
     /// Where the node proxy gets enrollment decisions.
     pub(crate) source: ProxySource,
+    /// Flags added to every start of the node proxy (`ClusterBuilder::proxy_args`).
+    pub(crate) extra_args: Vec<String>,
     pub(crate) proxy: Daemon,
     /// Pods created on this node so far (the next pod's index).
     pub(crate) pods_created: Mutex<usize>,
@@ -175,6 +177,7 @@ impl Node {
                 path(&self.ca_token_file()),
             ]),
         }
+        args.extend(self.extra_args.iter().cloned());
         args
     }
 

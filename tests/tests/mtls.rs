@@ -1,6 +1,7 @@
 //! Identity and mTLS: traffic between enrolled pods travels in HBONE tunnels (mutual TLS 1.3 with
-//! SPIFFE identities issued by the control plane's CA), PeerAuthentication governs plaintext,
-//! AuthorizationPolicy governs both, and certificates rotate under load. Real eBPF, real TLS,
+//! SPIFFE identities issued by the control plane's CA) — between pods of one node, handed over
+//! inside the node proxy under the same policies — PeerAuthentication governs plaintext,
+//! AuthorizationPolicy governs all of it, and certificates rotate under load. Real eBPF, real TLS,
 //! real network namespaces (root required).
 
 mod support;
@@ -118,17 +119,94 @@ fn pod_to_pod_traffic_is_tunnelled_with_both_identities() {
     let last_two = &peers[peers.len() - 2..];
     assert!(last_two.iter().all(|p| ip_of(p) == a.ip().to_string()), "{peers:?}");
     assert_ne!(last_two[0], last_two[1], "each connection has its own apparent client port: {peers:?}");
+}
 
-    // Same node: still a tunnel (the node proxy does not skip mTLS for local peers).
-    let c = cluster.add_pod(PodOptions::new("c", MESH).node(1).service_account("local")).unwrap();
+#[test]
+fn same_node_connections_are_handed_over_inside_the_proxy_under_the_same_policies() {
+    require_root!();
+    let cluster = mesh_cluster(1);
+    let node = cluster.node(0);
+    let a = cluster.add_pod(PodOptions::new("a", MESH).node(0).service_account("frontend")).unwrap();
+    let c = cluster.add_pod(PodOptions::new("c", MESH).node(0).service_account("batch")).unwrap();
+    let b =
+        cluster.add_pod(PodOptions::new("b", MESH).node(0).service_account("backend").labels(&[("app", "b")])).unwrap();
+    let p = cluster.add_pod(PodOptions::new("p", PLAIN).node(0)).unwrap();
+    let server = serve(&b, PORT);
     cluster.wait_converged().unwrap();
-    echo(&c, &addr(&b, PORT), 1000);
-    let out = record(cluster.node(1), "outbound c→b", |r| is(r, "outbound", &c, &addr(&b, PORT)));
+    let to_b = addr(&b, PORT);
+
+    // Both pods' records: handed over in the proxy, with both identities; the app sees the
+    // client's own address (no tunnel in between to hide its port).
+    let echoed = echo(&a, &to_b, 1000);
+    let out = record(node, "outbound a→b", |r| is(r, "outbound", &a, &to_b));
+    let inbound = record(node, "inbound at b", |r| is(r, "inbound", &b, &to_b));
+    for r in [&out, &inbound] {
+        assert_eq!(r["transport"], "node_local", "{r}");
+        assert_eq!(r["sourceIdentity"], "spiffe://cluster.local/ns/mesh/sa/frontend", "{r}");
+        assert_eq!(r["destinationIdentity"], "spiffe://cluster.local/ns/mesh/sa/backend", "{r}");
+        assert_eq!((r["outcome"].as_str(), r["bytesFromSource"].as_u64()), (Some("completed"), Some(1000)), "{r}");
+    }
+    assert_eq!(inbound["source"], out["source"], "{inbound}");
+    let local = &event(&echoed, "connected")["local"];
+    assert_eq!(out["source"], *local, "the record's source is the client's socket");
+    let accepted = server.events().into_iter().rfind(|e| e["event"] == "accepted").unwrap();
+    assert_eq!(accepted["getpeername"], *local, "the app sees the client's exact address: {accepted}");
+
+    // STRICT everywhere and only frontend allowed: the hand-over counts as mutual TLS (the
+    // source's identity is known, not claimed), and the policy sees that identity.
+    let strict = resource("PeerAuthentication", "istio-system", "default", "mtls:\n  mode: STRICT");
+    let allow = resource(
+        "AuthorizationPolicy",
+        MESH,
+        "b-frontend-only",
+        "selector:\n  matchLabels:\n    app: b\naction: ALLOW\nrules:\n- from:\n  - source:\n      principals: [\"cluster.local/ns/mesh/sa/frontend\"]",
+    );
+    cluster.apply("pa.yaml", &strict, &[("PeerAuthentication", "istio-system", "default")]).unwrap();
+    cluster.apply("allow.yaml", &allow, &[("AuthorizationPolicy", MESH, "b-frontend-only")]).unwrap();
+    assert!(connects(&cluster, Some(&a), &to_b), "frontend is allowed, STRICT or not");
+    assert!(!connects(&cluster, Some(&c), &to_b), "batch is not");
+    let denied = record(node, "c's refusal at b", |r| {
+        is(r, "inbound", &b, &to_b) && r["sourceIdentity"] == "spiffe://cluster.local/ns/mesh/sa/batch"
+    });
+    assert_eq!((denied["outcome"].as_str(), denied["transport"].as_str()), (Some("denied"), Some("node_local")));
+    assert!(denied["error"].as_str().unwrap().contains("mesh/b-frontend-only"), "{denied}");
+    let refused = record(node, "c's outbound", |r| is(r, "outbound", &c, &to_b));
+    assert_eq!(refused["outcome"], "denied", "the source's record says so too: {refused}");
+    assert!(!connects(&cluster, Some(&p), &to_b), "a pod outside the mesh sends plaintext: STRICT refuses it");
+
+    // A live hand-over is closed when a new policy denies it.
+    let resume = cluster.run_dir().join("resume-never");
+    let live = paused_connection(&a, &to_b, 100_000, &resume);
+    let deny = resource(
+        "AuthorizationPolicy",
+        MESH,
+        "no-frontend",
+        "action: DENY\nrules:\n- from:\n  - source:\n      principals: [\"cluster.local/ns/mesh/sa/frontend\"]",
+    );
+    cluster.apply("deny.yaml", &deny, &[("AuthorizationPolicy", MESH, "no-frontend")]).unwrap();
+    let output = live.wait(Duration::from_secs(10)).expect("the denied connection ends");
+    assert!(!output.success(), "the connection was cut, not completed: {:?}", output.events);
+    let revoked = record(node, "the revoked hand-over", |r| is(r, "inbound", &b, &to_b) && r["outcome"] == "revoked");
+    assert!(revoked["error"].as_str().unwrap().contains("mesh/no-frontend"), "{revoked}");
+}
+
+#[test]
+fn same_node_connections_can_be_tunnelled_like_cross_node_ones() {
+    require_root!();
+    let cluster = mesh_cluster_with(Cluster::builder().nodes(1).proxy_args(&["--same-node=hbone"]));
+    let a = cluster.add_pod(PodOptions::new("a", MESH).node(0).service_account("frontend")).unwrap();
+    let b = cluster.add_pod(PodOptions::new("b", MESH).node(0).service_account("backend")).unwrap();
+    let _server = serve(&b, PORT);
+    cluster.wait_converged().unwrap();
+    echo(&a, &addr(&b, PORT), 1000);
+    let out = record(cluster.node(0), "outbound a→b", |r| is(r, "outbound", &a, &addr(&b, PORT)));
     assert_eq!(
         (out["transport"].as_str(), out["destinationIdentity"].as_str()),
         (Some("hbone"), Some("spiffe://cluster.local/ns/mesh/sa/backend")),
         "{out}"
     );
+    let inbound = record(cluster.node(0), "inbound at b", |r| is(r, "inbound", &b, &addr(&b, PORT)));
+    assert_eq!(inbound["transport"], "hbone", "{inbound}");
 }
 
 #[test]

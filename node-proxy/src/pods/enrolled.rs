@@ -120,6 +120,7 @@ impl EnrolledPod {
                 let _ = shutdown.send(true);
                 EnrollError::Capture { pod: pod.clone(), source: Box::new(source) }
             })?;
+        proxy.local_pods.insert(context.clone());
         tokio::spawn(prefetch_identity(proxy.clone(), context.clone(), shutdown_rx));
         let info = EnrolledInfo { ip, netns_cookie, netns_inode: context.netns.inode(), sk_lookup_link: link };
         tracing::info!(pod = %pod, %ip, netns_cookie, "pod enrolled: its traffic is captured");
@@ -133,6 +134,7 @@ impl EnrolledPod {
         let outbound = proxy.capture.stop_outbound(self.info.netns_cookie).map_err(capture_err);
         let inbound = proxy.capture.stop_inbound(&self.spec.uid, self.context.ip).map_err(capture_err);
         let _ = self.shutdown.send(true);
+        proxy.local_pods.remove(&self.context);
         if let Some(hbone) = &proxy.hbone {
             self.context.release_identity(hbone);
         }

@@ -9,6 +9,8 @@
 //!   the app;
 //! - inbound plaintext (`inbound.rs`): PeerAuthentication decides whether it is accepted at all,
 //!   then the waypoint-bound rule (which refuses it) and L4 authorization;
+//! - same node (`local.rs`): a connection between two pods enrolled here is handed from one
+//!   side to the other inside the proxy, authorized as the tunnel's far end would;
 //! - live inbound connections are re-authorized on every configuration change (`live.rs`).
 
 mod connect;
@@ -16,6 +18,7 @@ mod hbone;
 mod inbound;
 mod listener;
 pub(crate) mod live;
+mod local;
 mod outbound;
 pub(crate) mod plan;
 
@@ -32,10 +35,13 @@ use ambit_common::{hbone::client::Pool, identity::SpiffeId, workers::Workers};
 pub(crate) use listener::{ListenerRole, spawn_accept_loop};
 use tokio::sync::watch;
 
+pub(crate) use local::LocalPods;
+
 use crate::{
     capture::Capture,
     certs::CertManager,
-    mesh::Mesh,
+    config::SameNode,
+    mesh::{Mesh, MeshWorkload},
     netns::Netns,
     records::{PodRef, Recorder},
 };
@@ -68,6 +74,9 @@ pub(crate) struct ProxyContext {
     pub(crate) mesh: watch::Receiver<Arc<Mesh>>,
     pub(crate) hbone: Option<Hbone>,
     pub(crate) live: live::LiveConnections,
+    /// The pods enrolled on this node, for same-node hand-overs.
+    pub(crate) local_pods: LocalPods,
+    same_node: SameNode,
     next_endpoint: AtomicUsize,
     /// The threads carrying pods' connections (`ambit_common::workers`).
     workers: Workers,
@@ -80,6 +89,7 @@ impl ProxyContext {
         mesh: watch::Receiver<Arc<Mesh>>,
         hbone: Option<Hbone>,
         workers: Workers,
+        same_node: SameNode,
     ) -> Self {
         Self {
             capture,
@@ -88,6 +98,8 @@ impl ProxyContext {
             mesh,
             hbone,
             live: live::LiveConnections::default(),
+            local_pods: LocalPods::default(),
+            same_node,
             next_endpoint: AtomicUsize::new(0),
             workers,
         }
@@ -103,6 +115,15 @@ impl ProxyContext {
     /// The mesh's trust domain (empty without a control plane, where there are no identities).
     pub(crate) fn trust_domain(&self) -> &str {
         self.hbone.as_ref().map_or("", |h| h.trust_domain.as_str())
+    }
+
+    /// The pod enrolled here that `workload` (at `ip`) is, when same-node connections are
+    /// handed over inside the proxy.
+    fn hand_over_to(&self, ip: std::net::IpAddr, workload: &MeshWorkload) -> Option<Arc<PodContext>> {
+        match self.same_node {
+            SameNode::Local => self.local_pods.get(ip, &workload.uid),
+            SameNode::Hbone => None,
+        }
     }
 
     /// Round robin over a service's endpoints (and a waypoint's instances).

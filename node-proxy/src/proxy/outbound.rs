@@ -1,6 +1,7 @@
 //! A connection an enrolled pod made, captured at connect(): find where it was going, decide how
 //! to get there (`plan`), and carry it — over HBONE to a workload in the mesh or to the waypoint
-//! it is bound to, as plain TCP to anything else — always from inside the pod's own network
+//! it is bound to (handed over inside the proxy when that workload is a pod enrolled on this
+//! node, `local.rs`), as plain TCP to anything else — always from inside the pod's own network
 //! namespace.
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use tokio_rustls::TlsConnector;
 
 use super::{
     Hbone, PodContext, PoolKey, ProxyContext, connect, is_proxy_port,
+    local::{self, HandOver},
     plan::{Plan, plan},
 };
 use crate::{
@@ -45,9 +47,14 @@ pub(super) async fn handle(ctx: &ProxyContext, pod: &PodContext, client: TcpStre
     let closing = match plan(&mesh, &pod.pod.uid, destination, |n| ctx.pick(n)) {
         Plan::Hbone { target, workload } => {
             let to = TunnelTo { dial: SocketAddr::new(target.ip(), HBONE_PORT), peer: &workload, authority: target };
-            match &ctx.hbone {
-                Some(hbone) => hbone_from_pod(ctx, hbone, pod, client, &mut conn, &mesh, to).await,
-                None => plain(ctx, pod, client, &mut conn, target, "no control plane: HBONE unavailable").await,
+            match (&ctx.hbone, ctx.hand_over_to(target.ip(), &workload)) {
+                (Some(hbone), Some(destination)) => {
+                    let to =
+                        HandOver { source: pod, client, peer, destination: &destination, workload: &workload, target };
+                    local::hand_over(ctx, hbone, &mesh, &mut conn, to).await
+                }
+                (Some(hbone), None) => hbone_from_pod(ctx, hbone, pod, client, &mut conn, &mesh, to).await,
+                (None, _) => plain(ctx, pod, client, &mut conn, target, "no control plane: HBONE unavailable").await,
             }
         }
         Plan::Waypoint { waypoint, instance, target, authority } => {

@@ -3,13 +3,14 @@
 //! same pods in the same run. Single-stream throughput (iperf3) and 64-byte ping-pong round-trip
 //! latency (sockperf), pod→pod across nodes and on one node. Every run is bounded in time; nothing
 //! leaves the cluster's own network namespaces. The mesh figures count only if the node proxies'
-//! connection records show the traffic went through HBONE.
+//! connection records show the traffic was carried as the path says: HBONE across nodes; on one
+//! node, handed over inside the node proxy (its default) or, with `--same-node hbone`, HBONE too.
 //!
-//! `ambit-bench [--seconds N] [--rounds R] [--plain]`: each measurement runs N seconds (default
-//! 5), R times (default 3) alternating direct and mesh, and the median is reported. `--plain`
-//! runs the node proxies standalone (no control plane, so no identities): captured traffic is
-//! relayed as plain TCP, which isolates what capture and the two proxy hops cost from what the
-//! HBONE tunnel adds.
+//! `ambit-bench [--seconds N] [--rounds R] [--plain | --same-node local|hbone]`: each measurement
+//! runs N seconds (default 5), R times (default 3) alternating direct and mesh, and the median is
+//! reported. `--plain` runs the node proxies standalone (no control plane, so no identities):
+//! captured traffic is relayed as plain TCP, which isolates what capture and the proxy hops cost
+//! from what the HBONE tunnel adds. `--same-node` is passed to the node proxies.
 
 use std::{
     io::Read,
@@ -28,11 +29,18 @@ struct Options {
     rounds: usize,
     /// Standalone node proxies: plain TCP relay instead of HBONE.
     plain: bool,
+    /// The node proxies' `--same-node`: `local` or `hbone`.
+    same_node: String,
 }
 
 impl Options {
-    fn transport(&self) -> &'static str {
-        if self.plain { "plaintext" } else { "hbone" }
+    /// The transport the mesh connections' records must show, and the row's label.
+    fn path(&self, topology: &str) -> (&'static str, &'static str) {
+        match (self.plain, topology, self.same_node.as_str()) {
+            (true, _, _) => ("plaintext", "mesh (plain relay)"),
+            (false, "same-node", "local") => ("node_local", "mesh (in-proxy hand-over)"),
+            (false, _, _) => ("hbone", "mesh (HBONE, mTLS)"),
+        }
     }
 }
 
@@ -54,8 +62,10 @@ fn main() -> anyhow::Result<()> {
         "== Ambit data-path benchmark: {}s per measurement, {} rounds, medians ==",
         options.seconds, options.rounds
     );
+    let same_node = format!("--same-node={}", options.same_node);
     let cluster = Cluster::builder()
         .nodes(2)
+        .proxy_args(&[same_node.as_str()])
         .control_plane(!options.plain)
         .namespace("direct", &[])
         .namespace("mesh", &[("istio.io/dataplane-mode", "ambient")])
@@ -80,11 +90,11 @@ fn main() -> anyhow::Result<()> {
             mesh_samples.push(measure(&mesh.0, &mesh.1, options.seconds)?);
         }
         drop(servers);
-        require_transport(&cluster, &mesh.0, topology, options.transport())?;
-        rows.push((topology, median(&direct_samples), median(&mesh_samples)));
+        let (transport, label) = options.path(topology);
+        require_transport(&cluster, &mesh.0, topology, transport)?;
+        rows.push((topology, label, median(&direct_samples), median(&mesh_samples)));
     }
-    let mesh_label = if options.plain { "mesh (plain relay)" } else { "mesh (HBONE, mTLS)" };
-    print_table(&rows, mesh_label);
+    print_table(&rows);
     cluster.shutdown()?;
     Ok(())
 }
@@ -110,7 +120,7 @@ fn require_transport(cluster: &Cluster, client: &Pod, topology: &str, transport:
 }
 
 fn parse_args() -> anyhow::Result<Options> {
-    let mut options = Options { seconds: 5, rounds: 3, plain: false };
+    let mut options = Options { seconds: 5, rounds: 3, plain: false, same_node: "local".into() };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -118,7 +128,13 @@ fn parse_args() -> anyhow::Result<Options> {
             "--seconds" => options.seconds = value()?.parse().context("--seconds")?,
             "--rounds" => options.rounds = value()?.parse().context("--rounds")?,
             "--plain" => options.plain = true,
-            other => bail!("unknown argument {other}; usage: ambit-bench [--seconds N] [--rounds R] [--plain]"),
+            "--same-node" => match value()?.as_str() {
+                mode @ ("local" | "hbone") => options.same_node = mode.to_owned(),
+                other => bail!("--same-node is local or hbone (got {other})"),
+            },
+            other => bail!(
+                "unknown argument {other}; usage: ambit-bench [--seconds N] [--rounds R] [--plain | --same-node local|hbone]"
+            ),
         }
     }
     if !(1..=60).contains(&options.seconds) || !(1..=20).contains(&options.rounds) {
@@ -218,20 +234,20 @@ fn median(samples: &[Sample]) -> Sample {
     Sample { gbits: pick(|s| s.gbits), p50_us: pick(|s| s.p50_us), p99_us: pick(|s| s.p99_us) }
 }
 
-fn print_table(rows: &[(&str, Sample, Sample)], mesh_label: &str) {
+fn print_table(rows: &[(&str, &str, Sample, Sample)]) {
     println!();
-    println!("{:<11} {:<22} {:>12} {:>12} {:>12}", "pods", "path", "throughput", "p50 RTT", "p99 RTT");
-    for (topology, direct, mesh) in rows {
+    println!("{:<11} {:<25} {:>12} {:>12} {:>12}", "pods", "path", "throughput", "p50 RTT", "p99 RTT");
+    for (topology, mesh_label, direct, mesh) in rows {
         println!(
-            "{:<11} {:<22} {:>8.2} Gb/s {:>9.1} µs {:>9.1} µs",
+            "{:<11} {:<25} {:>8.2} Gb/s {:>9.1} µs {:>9.1} µs",
             topology, "direct (not enrolled)", direct.gbits, direct.p50_us, direct.p99_us
         );
         println!(
-            "{:<11} {:<22} {:>8.2} Gb/s {:>9.1} µs {:>9.1} µs",
+            "{:<11} {:<25} {:>8.2} Gb/s {:>9.1} µs {:>9.1} µs",
             "", mesh_label, mesh.gbits, mesh.p50_us, mesh.p99_us
         );
         println!(
-            "{:<11} {:<22} {:>10.0} % {:>+9.1} µs {:>+9.1} µs",
+            "{:<11} {:<25} {:>10.0} % {:>+9.1} µs {:>+9.1} µs",
             "",
             "mesh vs direct",
             100.0 * mesh.gbits / direct.gbits,
