@@ -2,26 +2,76 @@
 //! a FIN (half-close) from one side becomes a FIN to the other while the opposite direction keeps
 //! flowing; a reset on one side becomes a reset on the other (TCP RST, or HTTP/2 RST_STREAM with
 //! CONNECT_ERROR). Bytes are never reordered or dropped: each direction is one sequential
-//! read → write_all loop.
+//! read → write loop.
+//!
+//! Each direction moves chunks of [`Bytes`], not copies: a socket is read into a buffer that
+//! becomes the chunk, and an HBONE stream, which receives and sends `Bytes` anyway, hands them
+//! over as they are ([`ChunkRead`], [`ChunkWrite`]). Between a socket and a tunnel, the relay
+//! itself copies nothing.
 
-use std::{io, time::Duration};
+use std::{
+    future::poll_fn,
+    io,
+    pin::Pin,
+    task::{Context, Poll, ready},
+    time::Duration,
+};
 
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    io::{AsyncRead, AsyncWrite, AsyncWriteExt},
     net::{
         TcpStream,
         tcp::{OwnedReadHalf, OwnedWriteHalf},
     },
 };
 
+/// How much one read of a socket may take.
 const BUFFER: usize = 64 * 1024;
+/// A read buffer with less room than this left is replaced rather than read into.
+const MIN_READ: usize = 16 * 1024;
 
 /// A stream that splits into independent halves, and whose write half can abort the stream.
 pub trait Duplex: Send {
-    type Read: AsyncRead + Unpin + Send;
-    type Write: AsyncWrite + Reset + Unpin + Send;
+    type Read: ChunkRead + Send;
+    type Write: ChunkWrite + Reset + Send;
     fn into_split(self) -> (Self::Read, Self::Write);
 }
+
+/// A stream read as chunks. The default reads into `buf` and splits off what arrived; a stream
+/// that already holds its data as `Bytes` returns them instead.
+pub trait ChunkRead: AsyncRead + Unpin {
+    /// The next chunk; empty at the end of the stream.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut) -> Poll<io::Result<Bytes>> {
+        if buf.capacity() - buf.len() < MIN_READ {
+            // Reuses the allocation when every earlier chunk of it is gone.
+            buf.reserve(BUFFER);
+        }
+        ready!(tokio_util::io::poll_read_buf(Pin::new(self), cx, buf))?;
+        Poll::Ready(Ok(buf.split().freeze()))
+    }
+}
+
+/// A stream written in chunks. The default writes the bytes; a stream that sends `Bytes` takes
+/// the chunk itself.
+pub trait ChunkWrite: AsyncWrite + Unpin {
+    /// Writes all of `chunk`, advancing it past what has been written.
+    fn poll_write_chunk(&mut self, cx: &mut Context<'_>, chunk: &mut Bytes) -> Poll<io::Result<()>> {
+        while !chunk.is_empty() {
+            let n = ready!(Pin::new(&mut *self).poll_write(cx, chunk))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            chunk.advance(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl ChunkRead for OwnedReadHalf {}
+impl ChunkWrite for OwnedWriteHalf {}
+impl<T: AsyncRead> ChunkRead for tokio::io::ReadHalf<T> {}
+impl<T: AsyncWrite> ChunkWrite for tokio::io::WriteHalf<T> {}
 
 /// Aborting a stream instead of closing it cleanly.
 pub trait Reset {
@@ -83,20 +133,17 @@ enum PumpError {
     Write(io::Error),
 }
 
-/// Copies `from` → `to` until EOF, then half-closes `to`. Counts bytes delivered.
-async fn pump<R, W>(from: &mut R, to: &mut W, delivered: &mut u64) -> Result<(), PumpError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; BUFFER];
+/// Moves `from` → `to` until EOF, then half-closes `to`. Counts bytes delivered.
+async fn pump<R: ChunkRead, W: ChunkWrite>(from: &mut R, to: &mut W, delivered: &mut u64) -> Result<(), PumpError> {
+    let mut buf = BytesMut::new();
     loop {
-        let n = from.read(&mut buf).await.map_err(PumpError::Read)?;
-        if n == 0 {
+        let mut chunk = poll_fn(|cx| from.poll_chunk(cx, &mut buf)).await.map_err(PumpError::Read)?;
+        if chunk.is_empty() {
             return to.shutdown().await.map_err(PumpError::Write);
         }
-        to.write_all(&buf[..n]).await.map_err(PumpError::Write)?;
-        *delivered += n as u64;
+        let n = chunk.len() as u64;
+        poll_fn(|cx| to.poll_write_chunk(cx, &mut chunk)).await.map_err(PumpError::Write)?;
+        *delivered += n;
     }
 }
 

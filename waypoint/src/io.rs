@@ -8,7 +8,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use ambit_common::relay::{Duplex, Reset};
+use ambit_common::relay::{ChunkRead, ChunkWrite, Duplex, Reset};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -32,8 +32,8 @@ pub fn joined<D: Duplex>(stream: D) -> Joined<D::Read, D::Write> {
 
 impl<R, W> Duplex for Joined<R, W>
 where
-    R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Reset + Unpin + Send,
+    R: ChunkRead + Send,
+    W: ChunkWrite + Reset + Send,
 {
     type Read = R;
     type Write = W;

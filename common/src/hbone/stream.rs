@@ -10,12 +10,12 @@ use std::{
     task::{Context, Poll, ready},
 };
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use h2::{Reason, RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::to_io;
-use crate::relay::{Duplex, Reset};
+use crate::relay::{ChunkRead, ChunkWrite, Duplex, Reset};
 
 /// Counts a pooled connection's open streams; decrements when the stream's halves are gone.
 pub(crate) struct StreamSlot(pub(crate) Arc<AtomicUsize>);
@@ -57,15 +57,10 @@ pub struct H2Read {
     _slot: Option<Arc<StreamSlot>>,
 }
 
-impl AsyncRead for H2Read {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        loop {
-            if !self.pending.is_empty() {
-                let n = self.pending.len().min(buf.remaining());
-                let chunk = self.pending.split_to(n);
-                buf.put_slice(&chunk);
-                return Poll::Ready(Ok(()));
-            }
+impl H2Read {
+    /// Data received and not yet read (empty at END_STREAM).
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.pending.is_empty() {
             match ready!(self.recv.poll_data(cx)) {
                 None => return Poll::Ready(Ok(())), // END_STREAM: EOF
                 Some(Ok(data)) => {
@@ -76,6 +71,25 @@ impl AsyncRead for H2Read {
                 Some(Err(e)) => return Poll::Ready(Err(to_io(e))),
             }
         }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncRead for H2Read {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_pending(cx))?;
+        let n = self.pending.len().min(buf.remaining());
+        let chunk = self.pending.split_to(n);
+        buf.put_slice(&chunk);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl ChunkRead for H2Read {
+    /// The received DATA as it is.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>, _buf: &mut BytesMut) -> Poll<io::Result<Bytes>> {
+        ready!(self.poll_pending(cx))?;
+        Poll::Ready(Ok(std::mem::take(&mut self.pending)))
     }
 }
 
@@ -85,21 +99,29 @@ pub struct H2Write {
     _slot: Option<Arc<StreamSlot>>,
 }
 
+impl H2Write {
+    /// How many of `wanted` bytes the peer's flow-control window lets us send now (at least 1).
+    fn poll_capacity(&mut self, cx: &mut Context<'_>, wanted: usize) -> Poll<io::Result<usize>> {
+        self.send.reserve_capacity(wanted);
+        loop {
+            match ready!(self.send.poll_capacity(cx)) {
+                None => return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "HBONE stream closed"))),
+                Some(Err(e)) => return Poll::Ready(Err(to_io(e))),
+                Some(Ok(0)) => continue,
+                Some(Ok(capacity)) => return Poll::Ready(Ok(capacity.min(wanted))),
+            }
+        }
+    }
+}
+
 impl AsyncWrite for H2Write {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        self.send.reserve_capacity(buf.len());
-        match ready!(self.send.poll_capacity(cx)) {
-            None => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "HBONE stream closed"))),
-            Some(Err(e)) => Poll::Ready(Err(to_io(e))),
-            Some(Ok(capacity)) => {
-                let n = capacity.min(buf.len());
-                self.send.send_data(Bytes::copy_from_slice(&buf[..n]), false).map_err(to_io)?;
-                Poll::Ready(Ok(n))
-            }
-        }
+        let n = ready!(self.poll_capacity(cx, buf.len()))?;
+        self.send.send_data(Bytes::copy_from_slice(&buf[..n]), false).map_err(to_io)?;
+        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -111,6 +133,17 @@ impl AsyncWrite for H2Write {
         if !self.shut_down {
             self.shut_down = true;
             self.send.send_data(Bytes::new(), true).map_err(to_io)?;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl ChunkWrite for H2Write {
+    /// Sends the chunk itself, in as many DATA frames as flow control asks for.
+    fn poll_write_chunk(&mut self, cx: &mut Context<'_>, chunk: &mut Bytes) -> Poll<io::Result<()>> {
+        while !chunk.is_empty() {
+            let n = ready!(self.poll_capacity(cx, chunk.len()))?;
+            self.send.send_data(chunk.split_to(n), false).map_err(to_io)?;
         }
         Poll::Ready(Ok(()))
     }

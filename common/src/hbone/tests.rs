@@ -111,3 +111,62 @@ async fn a_reset_crosses_the_tunnel() {
     let far = far_rx.await.unwrap();
     assert_eq!(far.unwrap_err().kind(), std::io::ErrorKind::ConnectionReset);
 }
+
+/// A TCP echo server on loopback; its address.
+async fn tcp_echo() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut read, mut write) = socket.into_split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+                let _ = write.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn relays_on_both_ends_carry_a_large_transfer_intact() {
+    // app → socket → relay → tunnel → relay → socket → echo, and back: the relays move the
+    // tunnel's DATA as chunks (no copy), which must keep every byte, in order, with flow control.
+    let echo = tcp_echo().await;
+    let connect = move || {
+        let (client, server) = tokio::io::duplex(256 * 1024);
+        tokio::spawn(async move {
+            let _ = serve(server, &Settings::default(), |request| async move {
+                let Ok(app) = tokio::net::TcpStream::connect(echo).await else { return };
+                let Ok(stream) = request.accept() else { return };
+                relay(stream, app).await;
+            })
+            .await;
+        });
+        std::future::ready(Ok(client))
+    };
+    let pool: Pool<&str> = Pool::new(Settings::default());
+    let tunnel = pool.open(&"k", TARGET.parse().unwrap(), connect).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+    let (accepted, _) = listener.accept().await.unwrap();
+    let relayed = tokio::spawn(relay(accepted, tunnel));
+
+    let data: Vec<u8> = (0..16 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 11) as u8).collect();
+    let expected = data.clone();
+    let (mut read, mut write) = app.into_split();
+    let writer = tokio::spawn(async move {
+        for piece in data.chunks(100_003) {
+            write.write_all(piece).await.unwrap();
+        }
+        write.shutdown().await.unwrap();
+    });
+    let mut echoed = Vec::with_capacity(expected.len());
+    read.read_to_end(&mut echoed).await.unwrap();
+    writer.await.unwrap();
+    assert_eq!(echoed.len(), expected.len());
+    assert!(echoed == expected, "echoed bytes differ");
+    let outcome = relayed.await.unwrap();
+    assert_eq!(outcome.end, RelayEnd::Completed);
+    assert_eq!((outcome.bytes_from_source, outcome.bytes_to_source), (expected.len() as u64, expected.len() as u64));
+}

@@ -8,7 +8,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use ambit_common::relay::{Duplex, Reset, relay as relay_bytes};
+use ambit_common::relay::{ChunkWrite, Duplex, Reset, relay as relay_bytes};
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 
@@ -82,6 +82,8 @@ impl Duplex for BoxedDuplex {
 impl Reset for BoxedWrite {
     fn reset(self) {}
 }
+
+impl ChunkWrite for BoxedWrite {}
 
 impl AsyncWrite for BoxedWrite {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
