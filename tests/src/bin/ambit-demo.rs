@@ -63,7 +63,11 @@ fn main() -> anyhow::Result<()> {
     demo.show("shop/frontend → shop/cart:8080, across nodes: one HBONE tunnel, both identities proven", 2, || {
         frontend.run_app(&echo_args(&to(&cart)))
     })?;
-    demo.show("shop/frontend → shop/catalog:8080, same node", 2, || frontend.run_app(&echo_args(&to(&catalog))))?;
+    demo.show(
+        "shop/frontend → shop/catalog:8080, same node: handed over inside node-0's proxy, same checks",
+        2,
+        || frontend.run_app(&echo_args(&to(&catalog))),
+    )?;
     demo.show("node-0 itself (like a kubelet probe) → shop/cart:8080", 1, || {
         cluster.node(0).run_app(&echo_args(&to(&cart)))
     })?;
