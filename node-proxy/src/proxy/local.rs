@@ -66,9 +66,10 @@ pub(super) struct HandOver<'a> {
 
 /// Authorizes the hand-over as the destination's side of a tunnel would, connects to the app
 /// inside the destination pod (which sees the client's own address) and relays until either
-/// side ends or a configuration change denies it. Records the destination's side itself; the
-/// source's record (`outbound`) gets the same identities and transport, and the returned
-/// closing.
+/// side ends or a configuration change denies it. The destination's record is kept here; the
+/// source's (`outbound`) gets the same identities and transport, and the returned closing. A
+/// source without an identity yet is refused before the destination hears of it, as it would
+/// be before a tunnel.
 pub(super) async fn hand_over(
     ctx: &ProxyContext,
     hbone: &Hbone,
@@ -78,26 +79,24 @@ pub(super) async fn hand_over(
 ) -> Closing {
     let HandOver { source, client, peer, destination, workload, target } = to;
     outbound.transport = Transport::NodeLocal;
+    let (source_id, destination_id) = match identities(mesh, hbone, source, workload) {
+        Ok(ids) => ids,
+        Err(error) => return refuse(&client, Outcome::ConnectFailed, error),
+    };
     let mut inbound = ctx.records.open(Direction::Inbound, destination.pod.clone(), peer, target);
     inbound.transport = Transport::NodeLocal;
-    let closing = match identities(mesh, hbone, source, workload) {
-        Err(error) => refuse(&client, Outcome::ConnectFailed, error),
-        Ok((source_id, destination_id)) => {
-            for record in [&mut *outbound, &mut inbound] {
-                record.source_identity = Some(source_id.to_string());
-                record.destination_identity = Some(destination_id.to_string());
-            }
-            let attrs = ConnectionAttrs::new(peer.ip(), Some(source_id.as_str()), target);
-            match mesh.authorize(workload, &attrs, ctx.trust_domain()) {
-                Decision::Deny { by } => refuse(&client, Outcome::Denied, by),
-                Decision::Allow { .. } => {
-                    let timeout = ctx.connect_timeout;
-                    match connect::to_app(&ctx.capture, &destination.netns, target, AppPeer::Exact(peer), timeout).await
-                    {
-                        Ok((app, _registration)) => ctx.live.relay(&destination.pod.uid, attrs, client, app).await,
-                        Err(e) => refuse(&client, Outcome::ConnectFailed, format!("connect {target}: {e}")),
-                    }
-                }
+    for record in [&mut *outbound, &mut inbound] {
+        record.source_identity = Some(source_id.to_string());
+        record.destination_identity = Some(destination_id.to_string());
+    }
+    let attrs = ConnectionAttrs::new(peer.ip(), Some(source_id.as_str()), target);
+    let closing = match mesh.authorize(workload, &attrs, ctx.trust_domain()) {
+        Decision::Deny { by } => refuse(&client, Outcome::Denied, by),
+        Decision::Allow { .. } => {
+            let timeout = ctx.connect_timeout;
+            match connect::to_app(&ctx.capture, &destination.netns, target, AppPeer::Exact(peer), timeout).await {
+                Ok((app, _registration)) => ctx.live.relay(&destination.pod.uid, attrs, client, app).await,
+                Err(e) => refuse(&client, Outcome::ConnectFailed, format!("connect {target}: {e}")),
             }
         }
     };
