@@ -125,3 +125,38 @@ fn refuse(client: &TcpStream, outcome: Outcome, error: impl ToString) -> Closing
     reset_tcp(client);
     Closing::failed(outcome, error)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{netns::Netns, records::PodRef};
+
+    fn pod(uid: &str, ip: [u8; 4]) -> Arc<PodContext> {
+        Arc::new(PodContext {
+            pod: PodRef { namespace: "ns".into(), name: uid.into(), uid: uid.into() },
+            ip: ip.into(),
+            netns: Netns::current().expect("own network namespace"),
+            identity: std::sync::Mutex::default(),
+        })
+    }
+
+    #[test]
+    fn a_destination_is_handed_over_only_while_enrolled_and_only_as_the_workload_configured_there() {
+        let pods = LocalPods::default();
+        let (a, ip) = (pod("uid-a", [10, 1, 0, 2]), "10.1.0.2".parse().unwrap());
+        pods.insert(a.clone());
+        assert!(pods.get(ip, "uid-a").is_some_and(|p| Arc::ptr_eq(&p, &a)));
+        assert!(pods.get(ip, "uid-other").is_none(), "the configuration names another pod at that address");
+        assert!(pods.get("10.1.0.3".parse().unwrap(), "uid-a").is_none());
+        assert!(pods.get("fd00::2".parse().unwrap(), "uid-a").is_none());
+
+        // The address is reused by a pod enrolled before the old one's removal arrives: the old
+        // removal leaves the new pod alone.
+        let b = pod("uid-b", [10, 1, 0, 2]);
+        pods.insert(b.clone());
+        pods.remove(&a);
+        assert!(pods.get(ip, "uid-b").is_some_and(|p| Arc::ptr_eq(&p, &b)));
+        pods.remove(&b);
+        assert!(pods.get(ip, "uid-b").is_none());
+    }
+}
