@@ -33,11 +33,14 @@ pub struct Args {
     /// Admin API address (/ready, /metrics, /config_dump, /rejections, /subscribers).
     #[arg(long, env = "AMBIT_ADMIN_ADDR", default_value = "127.0.0.1:15014")]
     admin_addr: SocketAddr,
+    /// SPIFFE trust domain of the identities the CA issues (`spiffe://<trust domain>/ns/…`).
     #[arg(long, env = "AMBIT_TRUST_DOMAIN", default_value = "cluster.local")]
     trust_domain: String,
     /// Policies in this namespace apply to the whole mesh.
     #[arg(long, env = "AMBIT_ROOT_NAMESPACE", default_value = "istio-system")]
     root_namespace: String,
+    /// The cluster's DNS domain: services are `<name>.<namespace>.svc.<cluster domain>`, and
+    /// short host names in Istio resources (`reviews`) resolve under it.
     #[arg(long, env = "AMBIT_CLUSTER_DOMAIN", default_value = "cluster.local")]
     cluster_domain: String,
     /// The CA's directory: its root (`ca.crt`, `ca.key`) is kept here, generated on first start

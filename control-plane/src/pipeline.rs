@@ -53,7 +53,7 @@ impl Pipeline {
         let (state_tx, state_rx) = watch::channel(Arc::new(PushState::new(&Default::default(), None)));
         let this = pipeline.clone();
         tokio::spawn(async move {
-            let mut store = ConfigStore::new();
+            let mut store = ConfigStore::with_cluster_domain(&mesh.cluster_domain);
             while let Some(mut reading) = readings.recv().await {
                 while let Ok(newer) = readings.try_recv() {
                     reading = newer;

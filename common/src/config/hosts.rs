@@ -2,21 +2,24 @@
 //!
 //! The rule is Istio's (`ResolveShortnameToFQDN`): a host without a dot is a Kubernetes
 //! service in the namespace of the object that names it, so `reviews` in a VirtualService in
-//! `bookinfo` means `reviews.bookinfo.svc.cluster.local`. A host with a dot is taken as
-//! written (so `reviews.bookinfo` is *not* expanded, exactly as in Istio); `*` and IP
-//! addresses are left alone.
+//! `bookinfo` means `reviews.bookinfo.svc.<cluster domain>` (`cluster.local` unless the control
+//! plane's `--cluster-domain` says otherwise). A host with a dot is taken as written (so
+//! `reviews.bookinfo` is *not* expanded, exactly as in Istio); `*` and IP addresses are left
+//! alone.
 
 use std::net::IpAddr;
 
-/// The cluster DNS domain services live under.
-pub const CLUSTER_DOMAIN: &str = "cluster.local";
+/// Kubernetes' default cluster DNS domain, which services live under unless the cluster says
+/// otherwise.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 
-/// The fully qualified form of `host` as named by an object in `namespace`.
-pub fn resolve(host: &str, namespace: &str) -> String {
+/// The fully qualified form of `host` as named by an object in `namespace`, in a cluster whose
+/// DNS domain is `cluster_domain`.
+pub fn resolve(host: &str, namespace: &str, cluster_domain: &str) -> String {
     if host == "*" || host.contains('.') || host.parse::<IpAddr>().is_ok() {
         return host.to_string();
     }
-    format!("{host}.{namespace}.svc.{CLUSTER_DOMAIN}")
+    format!("{host}.{namespace}.svc.{cluster_domain}")
 }
 
 /// Whether `pattern` (possibly a wildcard such as `*.example.com` or `*`) covers `host`
@@ -37,11 +40,13 @@ mod tests {
 
     #[test]
     fn short_names_resolve_in_the_namespace() {
-        assert_eq!(resolve("reviews", "bookinfo"), "reviews.bookinfo.svc.cluster.local");
-        assert_eq!(resolve("reviews.bookinfo", "default"), "reviews.bookinfo");
-        assert_eq!(resolve("reviews.bookinfo.svc.cluster.local", "x"), "reviews.bookinfo.svc.cluster.local");
-        assert_eq!(resolve("*", "x"), "*");
-        assert_eq!(resolve("10.0.0.1", "x"), "10.0.0.1");
+        let domain = DEFAULT_CLUSTER_DOMAIN;
+        assert_eq!(resolve("reviews", "bookinfo", domain), "reviews.bookinfo.svc.cluster.local");
+        assert_eq!(resolve("reviews", "bookinfo", "corp.internal"), "reviews.bookinfo.svc.corp.internal");
+        assert_eq!(resolve("reviews.bookinfo", "default", domain), "reviews.bookinfo");
+        assert_eq!(resolve("reviews.bookinfo.svc.cluster.local", "x", domain), "reviews.bookinfo.svc.cluster.local");
+        assert_eq!(resolve("*", "x", domain), "*");
+        assert_eq!(resolve("10.0.0.1", "x", domain), "10.0.0.1");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! - **Subsets.** A VirtualService route or mirror that names a subset must find it in a
 //!   DestinationRule for the same host, the way `istioctl analyze` reports IST0101
 //!   ("Referenced host+subset in destinationrule not found"). Hosts are compared fully
-//!   qualified: each object's short names resolve in its own namespace ([`hosts::resolve`]),
+//!   qualified: each object's short names resolve in its own namespace, under the store's
+//!   cluster domain ([`hosts::resolve`]),
 //!   a DestinationRule host may be a wildcard, and only DestinationRules visible to the
 //!   VirtualService's namespace (their `exportTo`) count. The VirtualService is rejected and
 //!   keeps its last good version.
@@ -26,10 +27,11 @@ use crate::config::{
 pub(super) fn check(
     candidate: &mut BTreeMap<ObjectRef, Entry>,
     previous: &BTreeMap<ObjectRef, Entry>,
+    cluster_domain: &str,
     errors: &mut Vec<ConfigError>,
 ) {
-    destination_rule_conflicts(candidate, previous, errors);
-    missing_subsets(candidate, previous, errors);
+    destination_rule_conflicts(candidate, previous, cluster_domain, errors);
+    missing_subsets(candidate, previous, cluster_domain, errors);
 }
 
 fn dr_of(entry: &Entry) -> Option<&DestinationRule> {
@@ -56,6 +58,7 @@ fn fall_back(key: &ObjectRef, candidate: &mut BTreeMap<ObjectRef, Entry>, previo
 fn destination_rule_conflicts(
     candidate: &mut BTreeMap<ObjectRef, Entry>,
     previous: &BTreeMap<ObjectRef, Entry>,
+    cluster_domain: &str,
     errors: &mut Vec<ConfigError>,
 ) {
     // Each round either changes nothing or moves a loser to its last good version or out, so
@@ -64,13 +67,16 @@ fn destination_rule_conflicts(
         let mut by_host: BTreeMap<(String, String), Vec<ObjectRef>> = BTreeMap::new();
         for (key, entry) in candidate.iter().filter(|(k, _)| k.kind == Kind::DestinationRule) {
             if let Some(dr) = dr_of(entry).filter(|dr| dr.workload_selector.is_none()) {
-                let host = hosts::resolve(&dr.host, &key.namespace);
+                let host = hosts::resolve(&dr.host, &key.namespace, cluster_domain);
                 by_host.entry((key.namespace.clone(), host)).or_default().push(key.clone());
             }
         }
         let Some(((namespace, host), keys)) = by_host.into_iter().find(|(_, keys)| keys.len() > 1) else { return };
         let in_force = |k: &ObjectRef| {
-            previous.get(k).and_then(dr_of).is_some_and(|dr| hosts::resolve(&dr.host, &k.namespace) == host)
+            previous
+                .get(k)
+                .and_then(dr_of)
+                .is_some_and(|dr| hosts::resolve(&dr.host, &k.namespace, cluster_domain) == host)
         };
         let winner = keys.iter().find(|k| in_force(k)).unwrap_or(&keys[0]).clone();
         for loser in keys.iter().filter(|k| **k != winner) {
@@ -97,10 +103,10 @@ struct SubsetIndex<'a> {
 }
 
 impl<'a> SubsetIndex<'a> {
-    fn new(candidate: &'a BTreeMap<ObjectRef, Entry>) -> Self {
+    fn new(candidate: &'a BTreeMap<ObjectRef, Entry>, cluster_domain: &str) -> Self {
         let rules = candidate
             .iter()
-            .filter_map(|(k, e)| dr_of(e).map(|dr| (hosts::resolve(&dr.host, &k.namespace), dr)))
+            .filter_map(|(k, e)| dr_of(e).map(|dr| (hosts::resolve(&dr.host, &k.namespace, cluster_domain), dr)))
             .collect();
         Self { rules }
     }
@@ -154,16 +160,17 @@ fn subset_references(vs: &VirtualService) -> Vec<(String, &Destination)> {
 fn missing_subsets(
     candidate: &mut BTreeMap<ObjectRef, Entry>,
     previous: &BTreeMap<ObjectRef, Entry>,
+    cluster_domain: &str,
     errors: &mut Vec<ConfigError>,
 ) {
     let mut rejected = Vec::new();
     {
-        let index = SubsetIndex::new(candidate);
+        let index = SubsetIndex::new(candidate, cluster_domain);
         for (key, entry) in candidate.iter().filter(|(k, _)| k.kind == Kind::VirtualService) {
             let Object::VirtualService(vs) = &*entry.object else { continue };
             for (field, dest) in subset_references(vs) {
                 let Some(subset) = &dest.subset else { continue };
-                let host = hosts::resolve(&dest.host, &key.namespace);
+                let host = hosts::resolve(&dest.host, &key.namespace, cluster_domain);
                 if let Err(known) = index.find(&host, subset, &key.namespace) {
                     let message = if known.is_empty() {
                         format!(

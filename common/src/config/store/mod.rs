@@ -48,16 +48,36 @@ pub struct Rejection {
     pub last_good_kept: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ConfigStore {
     current: BTreeMap<ObjectRef, Entry>,
     rejections: Vec<Rejection>,
     snapshot: Snapshot,
+    /// Short host names resolve under this domain in cross-object checks.
+    cluster_domain: String,
+}
+
+impl Default for ConfigStore {
+    fn default() -> Self {
+        Self::with_cluster_domain(super::hosts::DEFAULT_CLUSTER_DOMAIN)
+    }
 }
 
 impl ConfigStore {
+    /// A store for a cluster with the default DNS domain (`cluster.local`).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store for a cluster whose services live under `cluster_domain`
+    /// (`<name>.<namespace>.svc.<cluster_domain>`).
+    pub fn with_cluster_domain(cluster_domain: &str) -> Self {
+        Self {
+            current: BTreeMap::new(),
+            rejections: Vec::new(),
+            snapshot: Snapshot::default(),
+            cluster_domain: cluster_domain.to_string(),
+        }
     }
 
     /// The effective configuration.
@@ -74,7 +94,7 @@ impl ConfigStore {
     pub fn apply(&mut self, reading: ParseOutcome) -> Snapshot {
         let mut errors = Vec::new();
         let mut candidate = self.candidates(reading, &mut errors);
-        cross::check(&mut candidate, &self.current, &mut errors);
+        cross::check(&mut candidate, &self.current, &self.cluster_domain, &mut errors);
         self.rejections = errors
             .into_iter()
             .map(|error| {

@@ -174,3 +174,47 @@ fn snapshots_are_immutable_and_cheap_to_share() {
     let json = serde_json::to_value(&shared).unwrap();
     assert_eq!(json["objects"][0]["kind"], "DestinationRule");
 }
+
+#[test]
+fn short_names_resolve_under_the_clusters_own_domain() {
+    // The DestinationRule names the host fully qualified in a cluster whose DNS domain is
+    // corp.internal; the VirtualService uses the short name.
+    let files = [(
+        "a.yaml",
+        &[
+            dr("reviews", "bookinfo", "reviews.bookinfo.svc.corp.internal", &["v2"]),
+            vs("reviews", "bookinfo", "reviews", "v2", "first"),
+        ][..],
+    )];
+    let mut store = ConfigStore::with_cluster_domain("corp.internal");
+    let s = store.apply(read(&files));
+    assert!(store.rejections().is_empty(), "{:?}", store.rejections());
+    assert_eq!(note(&s, "reviews").as_deref(), Some("first"));
+    // Under the default domain the same names are different hosts: the subset is missing.
+    let mut default = ConfigStore::new();
+    default.apply(read(&files));
+    assert_eq!(default.rejections().len(), 1);
+    assert!(default.rejections()[0].error.to_string().contains("host reviews.bookinfo.svc.cluster.local"));
+    // Two rules for one host, one by its short name and one fully qualified, conflict only
+    // under the domain that makes them the same host.
+    let two = [(
+        "a.yaml",
+        &[
+            dr("by-short-name", "bookinfo", "reviews", &["v1"]),
+            dr("fully-qualified", "bookinfo", "reviews.bookinfo.svc.corp.internal", &["v2"]),
+        ][..],
+    )];
+    let mut store = ConfigStore::with_cluster_domain("corp.internal");
+    let s = store.apply(read(&two));
+    assert_eq!(store.rejections().len(), 1, "{:?}", store.rejections());
+    assert!(
+        store.rejections()[0].error.to_string().contains("host reviews.bookinfo.svc.corp.internal already has"),
+        "{}",
+        store.rejections()[0].error
+    );
+    assert!(s.get(&key(Kind::DestinationRule, "bookinfo", "by-short-name")).is_some());
+    assert!(s.get(&key(Kind::DestinationRule, "bookinfo", "fully-qualified")).is_none());
+    let mut default = ConfigStore::new();
+    default.apply(read(&two));
+    assert!(default.rejections().is_empty(), "{:?}", default.rejections());
+}

@@ -176,10 +176,7 @@ impl<'a> Index<'a> {
 /// `host` as named by an object in `namespace`, fully qualified: Istio's short-name rule
 /// ([`ambit_common::config::hosts::resolve`]), with the mesh's cluster domain.
 pub(super) fn resolve(host: &str, namespace: &str, mesh: &MeshConfig) -> String {
-    if host == "*" || host.contains('.') || host.parse::<std::net::IpAddr>().is_ok() {
-        return host.to_string();
-    }
-    service_hostname(host, namespace, mesh)
+    ambit_common::config::hosts::resolve(host, namespace, &mesh.cluster_domain)
 }
 
 /// Running, or about to, with an address: an endpoint or source candidate.
