@@ -2,11 +2,13 @@
 //! request: the same text (or JSON) a `tracing` event on the `access` target gives, without the
 //! event machinery (field visitors, `Debug` formatting through `dyn Write`, a line assembled
 //! in one buffer then copied to another), which was the largest single cost in the waypoint's
-//! profile after TLS. The `--log` filter still decides: [`enabled`] asks `tracing`.
+//! profile after TLS. The `--log` filter still decides: [`enabled`] asks `tracing` (once, when
+//! [`super::init`] has installed the filter, which does not change afterwards).
 
 use std::{
     cell::RefCell,
     fmt::Write as _,
+    sync::OnceLock,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -23,9 +25,17 @@ pub enum Value<'a> {
     Number(u64),
 }
 
+/// The answer of [`enabled`] under the filter [`super::init`] installed. Asking `tracing` on
+/// every request costs an `EnvFilter` evaluation each time (the callsite's interest is
+/// "sometimes"), a measurable share of the waypoint's work per request.
+pub(super) static ENABLED: OnceLock<bool> = OnceLock::new();
+
 /// Whether the `--log` filter lets access lines through (`access=info`).
 pub fn enabled() -> bool {
-    tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO)
+    match ENABLED.get() {
+        Some(enabled) => *enabled,
+        None => tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO),
+    }
 }
 
 /// Appends one access line, `message` then `fields`, to the batch (see the module above). Call

@@ -56,6 +56,8 @@ pub fn init(filter: &str, format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    // The filter is fixed from here on: decide once whether access lines pass it.
+    let _ = access_line::ENABLED.set(tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO));
     static FLUSHER: Once = Once::new();
     FLUSHER.call_once(|| {
         let previous = std::panic::take_hook();
