@@ -1,5 +1,7 @@
 //! Logging for Ambit's binaries: one `--log` filter (`tracing` directives) and one
-//! `--log-format`, the same in every binary, to stderr.
+//! `--log-format`, the same in every binary, to stderr. Release builds print at most `debug`:
+//! `trace` events and spans are compiled out (the workspace enables `tracing`'s
+//! `release_max_level_debug`; h2's per-frame ones cost CPU even when filtered out).
 //!
 //! Access records (the `access` target: one line per request or connection) are gathered in a
 //! buffer that a `log-flush` thread writes out at least once a second and as soon as 64 KiB
