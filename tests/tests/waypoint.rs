@@ -576,6 +576,43 @@ spec:
 }
 
 #[test]
+fn passthrough_spreads_over_every_endpoint_as_kube_proxy_would_even_an_ejected_one() {
+    // PASSTHROUGH is "no load balancing: the address the client used". The client used the
+    // service VIP, which the waypoint resolves as kube-proxy would: any endpoint, at random, with
+    // no regard to outlier detection (one 5xx would eject echo-bad under any other policy).
+    let rule = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: echo, namespace: bookinfo}
+spec:
+  host: echo
+  trafficPolicy:
+    loadBalancer: {simple: PASSTHROUGH}
+    outlierDetection:
+      consecutive5xxErrors: 1
+      interval: 1s
+      baseEjectionTime: 120s
+      maxEjectionPercent: 100
+";
+    let echo =
+        Echo::start(&[("echo-good", "v1"), ("echo-bad", "v1")], "http", rule, &[("DestinationRule", NS, "echo")]);
+    let fail_bad = "x-httpapp-fail-on: echo-bad";
+    let (first, _) = echo.load(&["--url", &echo.url("/first"), "--count", "30", "--header", fail_bad]);
+    assert!(echo.received("echo-bad") > 0, "echo-bad is chosen: {first}");
+    let before = (echo.received("echo-good"), echo.received("echo-bad"));
+    let (second, _) = echo.load(&["--url", &echo.url("/second"), "--count", "60", "--header", fail_bad]);
+    let after = (echo.received("echo-good"), echo.received("echo-bad"));
+    assert!(after.0 > before.0, "echo-good keeps serving: {second}");
+    assert!(after.1 > before.1, "echo-bad, failing, is still chosen (no ejection under PASSTHROUGH): {second}");
+    // The default retry policy retries its 503s, on the other pod when the pick allows.
+    assert!(count(&second, "statuses", "200") > 30, "most requests end at echo-good: {second}");
+    let records = echo.waypoint.requests(0).expect("waypoint /requests");
+    assert!(
+        records.iter().all(|r| r["responseFlags"] != "UH"),
+        "no request is refused for want of an endpoint: {records:?}"
+    );
+}
+
+#[test]
 fn grpc_routes_by_metadata_and_retries_unavailable() {
     let routing = "apiVersion: networking.istio.io/v1
 kind: VirtualService

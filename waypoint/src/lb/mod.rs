@@ -15,16 +15,25 @@
 //! | `ROUND_ROBIN` | the endpoints in use in turn | `round_robin` |
 //! | `LEAST_REQUEST` (Istio's default, also for `UNSPECIFIED`) | of two random endpoints, the one with fewer active requests | `least_request` |
 //! | `RANDOM` | a random endpoint | `random` |
-//! | `PASSTHROUGH` | none: the address the caller connected to | |
+//! | `PASSTHROUGH` | any endpoint of the cluster, healthy or not (see below) | `random` |
 //! | consistent hash | the request key's hash (`hash_policy`) on a ring (`ring_hash`, the default) or a Maglev table (`maglev`); a request without a key gets a random hash | |
 //!
 //! The endpoints in use are the healthy ones; when too few are healthy (`minHealthPercent`,
 //! Envoy's panic threshold, see [`in_panic`]), all of them. With none in use there is no pick
 //! (Envoy answers 503 with flag UH).
 //!
+//! PASSTHROUGH is Envoy's ORIGINAL_DST cluster: no balancing, the connection goes to the address
+//! the caller connected to. Through an ambient waypoint that address is the service's VIP (traffic
+//! addressed to a pod's own IP takes the bound-workload path, which has no DestinationRule), and
+//! the waypoint cannot hand the request to the VIP itself: it would arrive in plaintext at a
+//! waypoint-bound port, which the node proxy refuses. So the waypoint does what the VIP would
+//! have done, as kube-proxy does: any of the cluster's endpoints, uniformly at random, with no
+//! regard to outlier ejection or active requests (kube-proxy knows neither). The tunnel to it
+//! stays mTLS.
+//!
 //! Randomness is the caller's: `pick` takes a source of uniform `u64` draws and uses them as Envoy
 //! uses `random()` (`draw % n`; the draw itself as the hash of a request without a key): one for
-//! RANDOM and for a keyless consistent-hash request, two for LEAST_REQUEST, none otherwise.
+//! RANDOM, PASSTHROUGH and for a keyless consistent-hash request, two for LEAST_REQUEST, none otherwise.
 //!
 //! Not modelled, as Istio configures none of it for a waypoint or `Cluster` has no field for it:
 //! endpoint and locality weights, priorities, zone-aware routing, slow start, bounded-load hashing
@@ -78,15 +87,13 @@ pub struct LbContext<'a> {
     pub local: SocketAddr,
 }
 
-/// Where a request goes.
+/// Where a request goes: the endpoint at `index` in the cluster's endpoints. `set_cookie`: a
+/// cookie the response must set (a `set-cookie` header), because the key was generated for this
+/// request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Pick {
-    /// The endpoint at `index` in the cluster's endpoints. `set_cookie`: a cookie the response
-    /// must set (a `set-cookie` header), because the key was generated for this request.
-    Endpoint { index: usize, set_cookie: Option<SetCookie> },
-    /// PASSTHROUGH: no endpoint is chosen; the request goes to the address the caller originally
-    /// connected to (Envoy's ORIGINAL_DST cluster).
-    OriginalDestination,
+pub struct Pick {
+    pub index: usize,
+    pub set_cookie: Option<SetCookie>,
 }
 
 /// A cluster's load balancer, for one set of healthy endpoints.
@@ -210,7 +217,7 @@ impl Balancer {
     pub fn pick(&self, context: &LbContext<'_>, random: &mut dyn FnMut() -> u64) -> Option<Pick> {
         let shared = &*self.shared;
         let (index, set_cookie) = match &shared.policy {
-            Policy::Passthrough => return Some(Pick::OriginalDestination),
+            Policy::Passthrough => (random::pick_any(shared.endpoints.len(), random)?, None),
             Policy::RoundRobin => (shared.round_robin.pick(&self.in_use)?, None),
             Policy::LeastRequest => (least_request::pick(&shared.active, &self.in_use, random)?, None),
             Policy::Random => (random::pick(&self.in_use, random)?, None),
@@ -227,7 +234,7 @@ impl Balancer {
                 (index, set_cookie)
             }
         };
-        Some(Pick::Endpoint { index, set_cookie })
+        Some(Pick { index, set_cookie })
     }
 
     /// Counts a request to endpoint `index` as active until the guard is dropped (what

@@ -73,10 +73,7 @@ fn pick_with(b: &Balancer, context: &LbContext<'_>, draws: &[u64]) -> Option<Pic
 }
 
 fn index(pick: Option<Pick>) -> Option<usize> {
-    match pick? {
-        Pick::Endpoint { index, .. } => Some(index),
-        Pick::OriginalDestination => None,
-    }
+    pick.map(|p| p.index)
 }
 
 #[test]
@@ -129,9 +126,16 @@ fn random_takes_one_draw_modulo_the_endpoints_in_use() {
 }
 
 #[test]
-fn passthrough_chooses_nothing() {
-    let b = balancer(&cluster(vec![], simple(SimpleLoadBalancer::Passthrough)));
-    assert_eq!(pick_with(&b, &context(None), &[]), Some(Pick::OriginalDestination));
+fn passthrough_takes_one_draw_modulo_all_endpoints_ejected_or_not() {
+    let b = balancer(&cluster(four(), simple(SimpleLoadBalancer::Passthrough)));
+    let tcp = context(None);
+    assert_eq!(index(pick_with(&b, &tcp, &[7])), Some(3));
+    // Outlier ejection does not narrow the choice: kube-proxy, behind a VIP, knows nothing of it.
+    let ejected = b.with_health(|i| i == 0);
+    assert_eq!(index(pick_with(&ejected, &tcp, &[7])), Some(3));
+    assert_eq!(index(pick_with(&ejected, &tcp, &[5])), Some(1));
+    let none = balancer(&cluster(vec![], simple(SimpleLoadBalancer::Passthrough)));
+    assert_eq!(pick_with(&none, &tcp, &[]), None);
 }
 
 #[test]
@@ -231,8 +235,7 @@ fn a_missing_cookie_with_a_ttl_is_generated_and_set_on_the_response() {
     let b = balancer(&cookie_cluster(Some(60_000)));
     let tcp = context(None);
     let fresh = request(|r| r.header("cookie", "other=1"));
-    let Some(Pick::Endpoint { index: first, set_cookie: Some(cookie) }) = pick_with(&b, &context(Some(&fresh)), &[])
-    else {
+    let Some(Pick { index: first, set_cookie: Some(cookie) }) = pick_with(&b, &context(Some(&fresh)), &[]) else {
         panic!("a generated cookie");
     };
     // Envoy's value: the hex XXH64 of the connection's remote and local addresses.
@@ -252,11 +255,11 @@ fn a_missing_cookie_with_a_ttl_is_generated_and_set_on_the_response() {
     // The client sends it back (quoted or not): same endpoint, nothing to set.
     for header in [format!("session={value}"), format!("a=b; session=\"{value}\"")] {
         let back = request(|r| r.header("cookie", header));
-        assert_eq!(pick_with(&b, &context(Some(&back)), &[]), Some(Pick::Endpoint { index: first, set_cookie: None }));
+        assert_eq!(pick_with(&b, &context(Some(&back)), &[]), Some(Pick { index: first, set_cookie: None }));
     }
     // An empty cookie counts as missing.
     let empty = request(|r| r.header("cookie", "session="));
-    assert!(matches!(pick_with(&b, &context(Some(&empty)), &[]), Some(Pick::Endpoint { set_cookie: Some(_), .. })));
+    assert!(matches!(pick_with(&b, &context(Some(&empty)), &[]), Some(Pick { set_cookie: Some(_), .. })));
 }
 
 #[test]
@@ -264,7 +267,7 @@ fn cookie_ttls_follow_envoy() {
     let fresh = request(|r| r);
     let set_cookie =
         |ttl_ms, draws: &[u64]| match pick_with(&balancer(&cookie_cluster(ttl_ms)), &context(Some(&fresh)), draws) {
-            Some(Pick::Endpoint { set_cookie, .. }) => set_cookie,
+            Some(Pick { set_cookie, .. }) => set_cookie,
             other => panic!("{other:?}"),
         };
     // No TTL: never generated; the request gets a random hash.

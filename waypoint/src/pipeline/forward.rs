@@ -47,11 +47,9 @@ pub(super) async fn forward(
     let mut request_sent = false;
     let mut retry_slot = None;
     let result = loop {
-        let Some(pick) = cluster.pick(&lb, &tried, forward.retry.retry_other_endpoints()) else {
-            break Err(Failure::NoHealthyUpstream);
-        };
-        let Pick::Endpoint { index: endpoint, set_cookie } = pick else {
-            log.detail = Some("PASSTHROUGH load balancing is not supported by this waypoint".into());
+        let Some(Pick { index: endpoint, set_cookie }) =
+            cluster.pick(&lb, &tried, forward.retry.retry_other_endpoints())
+        else {
             break Err(Failure::NoHealthyUpstream);
         };
         let address = cluster.target(endpoint).map(|t| t.address.to_string()).unwrap_or_default();
@@ -202,7 +200,7 @@ fn fire_mirrors(wp: &Waypoint, forward: &Forward, parts: &Parts, body: &ReplayBo
         tokio::spawn(async move {
             let peer = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
             let lb = LbContext { request: Some(&shadow), peer, local: peer };
-            let Some(Pick::Endpoint { index, .. }) = cluster.pick(&lb, &[], false) else {
+            let Some(Pick { index, .. }) = cluster.pick(&lb, &[], false) else {
                 tracing::debug!(cluster = %cluster.name, "mirror: no endpoint");
                 return;
             };

@@ -38,7 +38,7 @@ pub async fn relay<IO: Duplex + 'static>(wp: Arc<Waypoint>, down: Downstream, io
     let cluster = service.tcp[index][position].clone();
     drop(snapshot);
     let lb = LbContext { request: None, peer: down.peer, local: down.local };
-    let Some(Pick::Endpoint { index: endpoint, .. }) = cluster.pick(&lb, &[], false) else {
+    let Some(Pick { index: endpoint, .. }) = cluster.pick(&lb, &[], false) else {
         return refuse(&format!("cluster {} has no endpoint in use (UH)", cluster.name));
     };
     let Some(target) = cluster.target(endpoint).cloned() else { return };

@@ -140,12 +140,10 @@ impl ClusterState {
         let mut pick = balancer.pick(context, &mut random)?;
         if other_endpoints {
             for _ in 1..OTHER_ENDPOINT_PICKS {
-                match &pick {
-                    Pick::Endpoint { index, .. } if tried.contains(index) => {
-                        pick = balancer.pick(context, &mut random)?;
-                    }
-                    _ => break,
+                if !tried.contains(&pick.index) {
+                    break;
                 }
+                pick = balancer.pick(context, &mut random)?;
             }
         }
         Some(pick)
