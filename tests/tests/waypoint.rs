@@ -613,6 +613,66 @@ spec:
 }
 
 #[test]
+fn a_websocket_upgrade_is_routed_then_relayed_both_ways_until_each_side_ends() {
+    let routing = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: echo, namespace: bookinfo}
+spec:
+  hosts: [echo]
+  http:
+  - name: websocket
+    match:
+    - uri: {prefix: /ws}
+    headers:
+      request:
+        set: {x-routed-by: websocket-route}
+    route:
+    - destination: {host: echo}
+  - name: default
+    route:
+    - destination: {host: echo}
+";
+    let echo = Echo::start(&[("echo-0", "v1")], "http", routing, &[("VirtualService", NS, "echo")]);
+    let authority = echo.service.authority();
+    // 256 KiB each way: more than any socket or HTTP/2 window holds, so both directions stream.
+    let events = echo
+        .client
+        .run_httpapp(&["upgrade", "--url", &echo.url("/ws/chat"), "--authority", &authority, "--bytes", "262144"])
+        .expect("the upgrade client runs");
+    let result = events.iter().find(|e| e["event"] == "upgrade").unwrap_or_else(|| panic!("no result: {events:?}"));
+    assert_eq!(result["status"], 101, "the upstream's 101 reaches the client: {result}");
+    assert_eq!(result["headers"]["upgrade"], "websocket", "{result}");
+    assert_eq!(result["headers"]["connection"], "upgrade", "{result}");
+    assert_eq!(result["servedBy"], "echo-0", "{result}");
+    assert_eq!(
+        (result["echoedBytes"].as_u64(), &result["echoIntact"]),
+        (Some(262_144), &Value::Bool(true)),
+        "{result}"
+    );
+
+    let (_, server) = &echo.servers["echo-0"];
+    let upgrade =
+        server.wait_for(|e| e["event"] == "upgrade", Duration::from_secs(10)).expect("server saw the upgrade");
+    assert_eq!(upgrade["headers"]["x-routed-by"], "websocket-route", "the route's header operation applied: {upgrade}");
+    // The client's half-close reached the server, which then ended its side.
+    let closed = server
+        .wait_for(|e| e["event"] == "upgrade-closed", Duration::from_secs(10))
+        .expect("server saw the client end");
+    assert_eq!(closed["echoedBytes"], 262_144, "{closed}");
+
+    let records = echo.waypoint.requests(0).expect("waypoint /requests");
+    let record = records.iter().find(|r| r["path"] == "/ws/chat").unwrap_or_else(|| panic!("no record: {records:?}"));
+    assert_eq!(
+        (&record["responseCode"], &record["routeName"]),
+        (&Value::from(101), &Value::from("websocket")),
+        "{record}"
+    );
+    // Ordinary requests still go through afterwards.
+    let (summary, _) = echo.load(&["--url", &echo.url("/plain"), "--count", "5"]);
+    assert_eq!(count(&summary, "statuses", "200"), 5, "{summary}");
+}
+
+#[test]
 fn grpc_routes_by_metadata_and_retries_unavailable() {
     let routing = "apiVersion: networking.istio.io/v1
 kind: VirtualService

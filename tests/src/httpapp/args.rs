@@ -15,9 +15,12 @@ usage:
                      [--protocol http1|h2c|grpc] [--header 'name: value']... [--authority <host[:port]>]
                      [--method GET] [--body-bytes N] [--timeout-ms T] [--deadline-ms D] [--rate R]
                      [--grpc-fail-with CODE] [--grpc-delay-ms MS] [--each]
+  ambit-httpapp upgrade --url http://<host:port><path> [--authority <host[:port]>] [--bytes N]
+                        [--timeout-ms T]
 `{i}` in a --header value is replaced by the request's index (a unique x-httpapp-key per request).
 Server control headers: x-httpapp-status, x-httpapp-delay-ms, x-httpapp-fail-first + x-httpapp-key,
-x-httpapp-fail-on (server names that answer 503).
+x-httpapp-fail-on (server names that answer 503). `serve` answers `Upgrade: websocket` with 101
+and then writes its name and a newline and echoes every byte; `upgrade` sends N bytes after the 101.
 Output: one JSON event per line on stdout.";
 
 const SERVE_FLAGS: &[&str] = &["listen", "name", "protocol"];
@@ -37,6 +40,7 @@ const LOAD_FLAGS: &[&str] = &[
     "grpc-delay-ms",
 ];
 const LOAD_SWITCHES: &[&str] = &["each"];
+const UPGRADE_FLAGS: &[&str] = &["url", "authority", "bytes", "timeout-ms"];
 /// Flags that may be given more than once.
 const REPEATABLE: &[&str] = &["header"];
 
@@ -160,6 +164,32 @@ pub(super) struct LoadArgs {
     pub(super) grpc_delay_ms: u32,
     /// Emit a `response` event per request.
     pub(super) each: bool,
+}
+
+/// `upgrade`: one WebSocket-style upgrade and an echo of `bytes` bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct UpgradeArgs {
+    pub(super) target: Target,
+    /// What is sent as Host.
+    pub(super) authority: Authority,
+    pub(super) bytes: usize,
+    pub(super) timeout: Duration,
+}
+
+pub(super) fn parse_upgrade(args: &[String]) -> Result<UpgradeArgs, String> {
+    let flags = Flags::parse(args, UPGRADE_FLAGS, &[])?;
+    let target = Target::parse(flags.required("url")?)?;
+    let authority = match flags.one("authority") {
+        None => target.authority.clone(),
+        Some(a) => a.parse().map_err(|e| format!("--authority {a:?}: {e} (expected host[:port])"))?,
+    };
+    let default_timeout = super::upgrade::DEFAULT_TIMEOUT.as_millis() as u64;
+    Ok(UpgradeArgs {
+        target,
+        authority,
+        bytes: flags.number("bytes", 1024)?,
+        timeout: Duration::from_millis(positive(&flags, "timeout-ms", Some(default_timeout))?),
+    })
 }
 
 pub(super) fn parse_serve(args: &[String]) -> Result<ServeArgs, String> {

@@ -4,6 +4,7 @@
 //! - `serve` answers every request with a JSON echo of what it saw; control headers script the
 //!   answer ([`script`]); `--protocol grpc` serves `ambit.test.Echo/Call` instead ([`grpc`]).
 //! - `load` sends N requests over C workers and prints a summary ([`load`]).
+//! - `upgrade` makes one WebSocket-style upgrade and checks the echo ([`upgrade`]).
 
 mod args;
 mod echo;
@@ -13,6 +14,7 @@ mod load;
 mod observed;
 mod script;
 mod serve;
+mod upgrade;
 
 pub use args::USAGE;
 
@@ -26,6 +28,7 @@ pub fn main(args: &[String]) -> i32 {
     let result = match command.as_str() {
         "serve" => args::parse_serve(rest).map(|args| block_on(serve::run(args))),
         "load" => args::parse_load(rest).map(|args| block_on(load::run(args))),
+        "upgrade" => args::parse_upgrade(rest).map(|args| block_on(upgrade::run(args))),
         "help" | "--help" | "-h" => {
             println!("{USAGE}");
             return 0;

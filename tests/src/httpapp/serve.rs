@@ -1,5 +1,6 @@
 //! `serve`: one listener, a task per connection, HTTP/1.1 and h2c (prior knowledge) told apart
-//! by hyper-util's auto builder; each request goes to the echo or the gRPC handler.
+//! by hyper-util's auto builder; each request goes to the echo or the gRPC handler, and a
+//! WebSocket upgrade to the upgrade echo.
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
@@ -17,6 +18,7 @@ use super::{
     emit::emit,
     grpc,
     script::Attempts,
+    upgrade,
 };
 
 /// One boxed body type for both handlers (tonic's, which the gRPC handler returns anyway).
@@ -61,13 +63,14 @@ async fn serve_connection(stream: TcpStream, state: Arc<State>, protocol: ServeP
         let state = state.clone();
         async move {
             Ok::<_, Infallible>(match protocol {
+                ServeProtocol::Http if upgrade::is_websocket(&request) => upgrade::accept(&state.name, request),
                 ServeProtocol::Http => echo::answer(&state, request).await,
                 ServeProtocol::Grpc => grpc::server::answer(&state, request).await,
             })
         }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
-    if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
         emit(&json!({"event": "connection-error", "peer": peer, "message": e.to_string()}));
     }
 }

@@ -3,12 +3,13 @@
 //! and a retry waits Envoy's jittered backoff and, when the policy says so, avoids the endpoints
 //! already tried. Every try's outcome goes to the cluster's outlier detector. Mirrors get a copy
 //! of the request once its body has been read whole (bodies larger than the replay buffer are
-//! not mirrored).
+//! not mirrored). A WebSocket upgrade goes on an upstream connection of its own, is never
+//! mirrored, and its 101 joins the two connections (`crate::upgrade`).
 
 use std::time::Duration;
 
 use http::{Response, request::Parts};
-use hyper::body::Incoming;
+use hyper::{body::Incoming, upgrade::OnUpgrade};
 use tokio::time::Instant;
 
 use super::{Log, message};
@@ -33,11 +34,20 @@ pub(super) async fn forward(
     target: &Target,
     parts: &Parts,
     body: Incoming,
+    mut upgrade: Option<OnUpgrade>,
     kind: RequestKind,
     log: &mut Log,
 ) -> Result<Response<Body>, Failure> {
     let cluster = &target.cluster;
     let version = http_version(cluster, down);
+    if upgrade.is_some() && version == HttpVersion::Http2 {
+        log.detail = Some(format!(
+            "WebSocket upgrade forwarded as a plain request: cluster {} speaks HTTP/2 upstream (extended CONNECT is \
+             not supported)",
+            cluster.name
+        ));
+        upgrade = None;
+    }
     let route_timeout = timeout::request_timeout(forward.timeout_ms, kind == RequestKind::Grpc, &parts.headers);
     let deadline = route_timeout.map(|t| Instant::now() + t);
     let per_try = forward.retry.per_try_timeout(route_timeout);
@@ -59,14 +69,14 @@ pub(super) async fn forward(
         let Some(copy) = body.replay() else {
             break Err(Failure::UpstreamReset { reason: crate::outcome::ResetReason::Remote, retried: tries > 1 });
         };
-        let request = message::upstream_request(parts, version, body::boxed(copy));
+        let request = message::upstream_request(parts, version, body::boxed(copy), upgrade.is_some());
         let now = Instant::now();
         let limit = match (per_try, deadline) {
             (Some(t), Some(d)) => Some((now + t).min(d)),
             (Some(t), None) => Some(now + t),
             (None, d) => d,
         };
-        let sent = cluster.send(endpoint, version, request, &wp.connector);
+        let sent = cluster.send(endpoint, version, request, upgrade.is_some(), &wp.connector);
         let result = match limit {
             Some(limit) => tokio::time::timeout_at(limit, sent).await.ok(),
             None => Some(sent.await),
@@ -126,9 +136,16 @@ pub(super) async fn forward(
             }
         }
     };
-    fire_mirrors(wp, forward, parts, &body, log);
+    if upgrade.is_none() {
+        fire_mirrors(wp, forward, parts, &body, log);
+    }
     let (Exchange { response, guards }, set_cookie) = result?;
-    let mut response = message::downstream_response(response, guards);
+    let mut response = match upgrade {
+        Some(downstream) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+            message::switched_response(response, downstream, guards)
+        }
+        _ => message::downstream_response(response, guards),
+    };
     if let Some(cookie) = set_cookie
         && let Ok(value) = cookie.to_string().parse()
     {
@@ -204,8 +221,8 @@ fn fire_mirrors(wp: &Waypoint, forward: &Forward, parts: &Parts, body: &ReplayBo
                 tracing::debug!(cluster = %cluster.name, "mirror: no endpoint");
                 return;
             };
-            let request = message::upstream_request(&shadow, version, body::full(content));
-            match cluster.send(index, version, request, &connector).await {
+            let request = message::upstream_request(&shadow, version, body::full(content), false);
+            match cluster.send(index, version, request, false, &connector).await {
                 Ok(exchange) => {
                     use http_body_util::BodyExt;
                     let _ = exchange.response.into_body().collect().await;

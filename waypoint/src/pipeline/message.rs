@@ -1,13 +1,15 @@
 //! Requests and responses as they cross the waypoint: the upstream request for one try (the
-//! HTTP version of the upstream connection, hop-by-hop headers dropped), the response passed back,
-//! and the waypoint's own replies.
+//! HTTP version of the upstream connection, hop-by-hop headers dropped but for a WebSocket
+//! upgrade's), the response passed back (or the 101 that turns the exchange into a tunnel), and
+//! the waypoint's own replies.
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version, header, request::Parts};
-use hyper::body::Incoming;
+use hyper::{body::Incoming, upgrade::OnUpgrade};
 
 use crate::{
     body::{self, Body},
     outcome::{Failure, RequestKind},
+    upgrade,
     upstream::HttpVersion,
 };
 
@@ -46,12 +48,16 @@ pub fn authority(parts: &Parts) -> String {
     }
 }
 
-/// The request for one try over a connection speaking `version`.
-pub fn upstream_request(parts: &Parts, version: HttpVersion, body: Body) -> Request<Body> {
+/// The request for one try over a connection speaking `version`; `upgrade`: a WebSocket upgrade
+/// (HTTP/1.1 only), whose `Connection` and `Upgrade` headers are kept.
+pub fn upstream_request(parts: &Parts, version: HttpVersion, body: Body, upgrade: bool) -> Request<Body> {
     let authority = authority(parts);
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers);
+    if upgrade && version == HttpVersion::Http1 {
+        upgrade::keep_upgrade_headers(&mut headers, &parts.headers);
+    }
     let (uri, version) = match version {
         HttpVersion::Http1 => {
             if let Ok(host) = HeaderValue::from_str(&authority) {
@@ -79,6 +85,24 @@ pub fn downstream_response(response: Response<Incoming>, guards: Vec<Box<dyn std
     strip_hop_by_hop(&mut head.headers);
     head.version = Version::default();
     Response::from_parts(head, body::guarded(body::boxed(incoming), guards))
+}
+
+/// The upstream's `101 Switching Protocols` for the client, the two connections joined once
+/// both sides have switched (`downstream`: the client connection's upgrade); `guards` live until
+/// the tunnel ends.
+pub fn switched_response(
+    mut response: Response<Incoming>,
+    downstream: OnUpgrade,
+    guards: Vec<Box<dyn std::any::Any + Send>>,
+) -> Response<Body> {
+    let upstream = hyper::upgrade::on(&mut response);
+    let (mut head, _) = response.into_parts();
+    let original = head.headers.clone();
+    strip_hop_by_hop(&mut head.headers);
+    upgrade::keep_upgrade_headers(&mut head.headers, &original);
+    head.version = Version::default();
+    upgrade::relay(downstream, upstream, guards);
+    Response::from_parts(head, body::empty())
 }
 
 /// The waypoint's answer for `failure` to a request of `kind`, as Envoy gives it.
@@ -118,7 +142,7 @@ mod tests {
                 .body(())
                 .unwrap(),
         );
-        let h1 = upstream_request(&p, HttpVersion::Http1, body::empty());
+        let h1 = upstream_request(&p, HttpVersion::Http1, body::empty(), false);
         assert_eq!((h1.uri().to_string(), h1.version()), ("/a?b=1".to_owned(), Version::HTTP_11));
         assert_eq!(h1.headers()["host"], "reviews:9080");
         assert!(h1.headers().get("connection").is_none() && h1.headers().get("x-drop").is_none());
@@ -126,9 +150,34 @@ mod tests {
         assert_eq!(h1.headers()["x-keep"], "1");
 
         let p = parts(Request::get("/a").header("host", "reviews:9080").body(()).unwrap());
-        let h2 = upstream_request(&p, HttpVersion::Http2, body::empty());
+        let h2 = upstream_request(&p, HttpVersion::Http2, body::empty(), false);
         assert_eq!(h2.uri().to_string(), "http://reviews:9080/a");
         assert!(h2.headers().get("host").is_none());
+    }
+
+    #[test]
+    fn a_websocket_upgrade_keeps_its_headers_over_http1_only() {
+        let p = parts(
+            Request::get("/chat")
+                .header("host", "chat:80")
+                .header("connection", "Upgrade, x-drop")
+                .header("upgrade", "websocket")
+                .header("x-drop", "1")
+                .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+                .body(())
+                .unwrap(),
+        );
+        let h1 = upstream_request(&p, HttpVersion::Http1, body::empty(), true);
+        assert_eq!(
+            (&h1.headers()["connection"], &h1.headers()["upgrade"]),
+            (&"upgrade".parse().unwrap(), &"websocket".parse().unwrap())
+        );
+        assert!(h1.headers().get("x-drop").is_none(), "other headers Connection lists still go");
+        assert_eq!(h1.headers()["sec-websocket-key"], "dGhlIHNhbXBsZSBub25jZQ==");
+        let h2 = upstream_request(&p, HttpVersion::Http2, body::empty(), true);
+        assert!(h2.headers().get("connection").is_none() && h2.headers().get("upgrade").is_none());
+        let plain = upstream_request(&p, HttpVersion::Http1, body::empty(), false);
+        assert!(plain.headers().get("upgrade").is_none());
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! 6. redirect or direct response;
 //! 7. the weighted cluster, then header operations (the cluster's, then the route's) and rewrites;
 //! 8. forwarding ([`forward`]): the timeout, tries with retries and backoff, each to an endpoint
-//!    the load balancer picks, outcomes recorded for outlier detection, then the mirrors;
+//!    the load balancer picks, outcomes recorded for outlier detection, then the mirrors; a
+//!    WebSocket upgrade answered 101 becomes a tunnel ([`crate::upgrade`]);
 //! 9. response header operations (the cluster's, the route's) and CORS headers.
 //!
 //! Every failure is answered by `outcome` as Envoy would; every request leaves one access record.
@@ -24,7 +25,7 @@ pub mod message;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, Request, Response, StatusCode, header, request::Parts};
-use hyper::body::Incoming;
+use hyper::{body::Incoming, upgrade::OnUpgrade};
 
 use crate::{
     authz::{AuthzRequest, Decision},
@@ -36,6 +37,7 @@ use crate::{
     rewrite,
     route::{RequestView, Source},
     snapshot::Action,
+    upgrade,
 };
 
 /// What the steps learn about a request, for its access record.
@@ -55,6 +57,7 @@ pub async fn handle(wp: &Waypoint, down: &Downstream, request: Request<Incoming>
     let snapshot = wp.config.current();
     let (mut parts, body) = request.into_parts();
     let kind = RequestKind::of(&parts);
+    let upgrade = if upgrade::is_websocket(&parts) { parts.extensions.remove::<OnUpgrade>() } else { None };
     let mut log = Log::default();
     let record = base_record(&parts, down);
     let outcome: Result<Response<Body>, Failure> = async {
@@ -133,7 +136,7 @@ pub async fn handle(wp: &Waypoint, down: &Downstream, request: Request<Incoming>
             log.detail = Some(e.to_string());
         }
         // 8. Forward: timeout, retries, load balancing, outlier detection, mirrors.
-        let mut response = forward::forward(wp, down, forward, target, &parts, body, kind, &mut log).await?;
+        let mut response = forward::forward(wp, down, forward, target, &parts, body, upgrade, kind, &mut log).await?;
         // 9. Response header operations and CORS headers.
         target.response_headers.apply(response.headers_mut());
         route.response_headers.apply(response.headers_mut());

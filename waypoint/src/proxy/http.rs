@@ -61,6 +61,7 @@ where
         .timer(TokioTimer::new())
         .keep_alive(true)
         .serve_connection(TokioIo::new(io), service)
+        .with_upgrades()
         .await;
     if let Err(e) = result {
         tracing::debug!(error = %e, "downstream HTTP/1.1 connection ended with an error");

@@ -153,18 +153,24 @@ impl ClusterState {
         self.pools.get(endpoint).map(|p| &p.target)
     }
 
-    /// One try to `endpoint`: a request slot, the active-request count, a pooled connection.
+    /// One try to `endpoint`: a request slot, the active-request count, a pooled connection (for
+    /// an `upgrade` request, an HTTP/1.1 connection of its own, see [`EndpointPool::send`]).
     pub async fn send(
         &self,
         endpoint: usize,
         version: HttpVersion,
         request: Request<Body>,
+        upgrade: bool,
         connector: &Connector,
     ) -> Result<Exchange, TryError> {
         let pool = self.pools.get(endpoint).ok_or(TryError::Overflow)?;
         let slot = self.breaker.request(&self.limits).ok_or(TryError::Overflow)?;
         let active = self.balancer().begin(endpoint);
-        let (response, lease) = pool.send(version, request, &self.breaker, &self.limits, connector).await?;
+        let (response, lease) = if upgrade {
+            pool.send_upgrade(request, &self.breaker, &self.limits, connector).await?
+        } else {
+            pool.send(version, request, &self.breaker, &self.limits, connector).await?
+        };
         let mut guards: Vec<Box<dyn Any + Send>> = vec![Box::new(slot)];
         guards.extend(active.map(|a| Box::new(a) as Box<dyn Any + Send>));
         guards.extend(lease);

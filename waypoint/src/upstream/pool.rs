@@ -179,6 +179,44 @@ impl EndpointPool {
         }
     }
 
+    /// Sends an HTTP/1.1 upgrade request (WebSocket) on a new connection of its own, which is
+    /// never pooled: after a 101 it is the tunnel's. The lease holds its connection slot, so the
+    /// connection counts against `maxConnections` for as long as the exchange (the tunnel) lives.
+    pub async fn send_upgrade(
+        self: &Arc<Self>,
+        request: Request<Body>,
+        breaker: &Arc<Breaker>,
+        limits: &Limits,
+        connector: &Connector,
+    ) -> Result<(Response<Incoming>, Option<Lease>), TryError> {
+        let mut pending: Option<Slot> = None;
+        loop {
+            let released = breaker.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if let Some(slot) = self.connection_slot(breaker, limits) {
+                let live = self.local().live();
+                let io = connector.connect(&self.target, limits.connect_timeout).await.map_err(TryError::Connect)?;
+                let (mut sender, connection) =
+                    http1::handshake(TokioIo::new(io)).await.map_err(|e| TryError::from_hyper(&e, &self.target))?;
+                self.opened.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    if let Err(e) = connection.with_upgrades().await {
+                        tracing::debug!(error = %e, "upstream upgrade connection ended");
+                    }
+                });
+                let response =
+                    sender.send_request(request).await.map_err(|e| TryError::from_hyper(&e, &self.target))?;
+                return Ok((response, Some(Box::new((slot, live)))));
+            }
+            if pending.is_none() {
+                pending = Some(breaker.pending(limits).ok_or(TryError::Overflow)?);
+                breaker.connection_overflow();
+            }
+            released.await;
+        }
+    }
+
     /// A slot for a new connection: within `maxConnections`, or beyond it when this worker has no
     /// connection to the endpoint at all (as Envoy does: the limit is the cluster's, shared by
     /// every worker's pools, and a pool with no connection could otherwise never serve the

@@ -159,3 +159,18 @@ fn headers_repeat_but_other_flags_do_not() {
     assert_eq!(args.headers.len(), 2);
     assert_eq!(load_err(&["--url", "http://a:1", "--count", "1", "--count", "2"]), "--count given twice");
 }
+
+#[test]
+fn upgrade_defaults_and_errors() {
+    let args = parse_upgrade(&strings(&["--url", "http://10.96.0.1:9080/ws"])).unwrap();
+    assert_eq!((args.target.connect.as_str(), args.authority.as_str()), ("10.96.0.1:9080", "10.96.0.1:9080"));
+    assert_eq!((args.bytes, args.timeout), (1024, Duration::from_secs(30)));
+    let named =
+        parse_upgrade(&strings(&["--url", "http://10.96.0.1:9080/ws", "--authority", "echo:9080", "--bytes", "0"]))
+            .unwrap();
+    assert_eq!((named.authority.as_str(), named.bytes), ("echo:9080", 0));
+    let err = |args: &[&str]| parse_upgrade(&strings(args)).unwrap_err();
+    assert_eq!(err(&[]), "--url is required");
+    assert!(err(&["--url", "http://a:1/", "--bytes", "many"]).starts_with("--bytes \"many\""));
+    assert_eq!(err(&["--url", "http://a:1/", "--count", "1"]), "unknown flag --count");
+}
