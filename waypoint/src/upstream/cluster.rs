@@ -166,11 +166,7 @@ impl ClusterState {
         let pool = self.pools.get(endpoint).ok_or(TryError::Overflow)?;
         let slot = self.breaker.request(&self.limits).ok_or(TryError::Overflow)?;
         let active = self.balancer().begin(endpoint);
-        let (response, lease) = if upgrade {
-            pool.send_upgrade(request, &self.breaker, &self.limits, connector).await?
-        } else {
-            pool.send(version, request, &self.breaker, &self.limits, connector).await?
-        };
+        let (response, lease) = pool.send(version, request, upgrade, &self.breaker, &self.limits, connector).await?;
         let mut guards: Vec<Box<dyn Any + Send>> = vec![Box::new(slot)];
         guards.extend(active.map(|a| Box::new(a) as Box<dyn Any + Send>));
         guards.extend(lease);

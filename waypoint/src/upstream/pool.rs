@@ -112,17 +112,21 @@ impl EndpointPool {
         self.workers.iter().map(|w| w.idle.lock().expect("pool lock").len()).sum()
     }
 
-    /// Sends `request` on a pooled or new connection.
+    /// Sends `request` on a pooled or new connection. An `upgrade` request (WebSocket, HTTP/1.1
+    /// only) goes on a new connection of its own, never pooled: after a 101 it is the tunnel's,
+    /// and the lease holds its connection slot, so it counts against `maxConnections` for as long
+    /// as the exchange (the tunnel) lives.
     pub async fn send(
         self: &Arc<Self>,
         version: HttpVersion,
         request: Request<Body>,
+        upgrade: bool,
         breaker: &Arc<Breaker>,
         limits: &Limits,
         connector: &Connector,
     ) -> Result<(Response<Incoming>, Option<Lease>), TryError> {
         match version {
-            HttpVersion::Http1 => self.send_h1(request, breaker, limits, connector).await,
+            HttpVersion::Http1 => self.send_h1(request, upgrade, breaker, limits, connector).await,
             HttpVersion::Http2 => self.send_h2(request, breaker, limits, connector).await.map(|r| (r, None)),
         }
     }
@@ -130,6 +134,7 @@ impl EndpointPool {
     async fn send_h1(
         self: &Arc<Self>,
         mut request: Request<Body>,
+        upgrade: bool,
         breaker: &Arc<Breaker>,
         limits: &Limits,
         connector: &Connector,
@@ -139,7 +144,7 @@ impl EndpointPool {
             let released = breaker.released.notified();
             tokio::pin!(released);
             released.as_mut().enable();
-            while let Some(mut idle) = self.take_idle(limits) {
+            while !upgrade && let Some(mut idle) = self.take_idle(limits) {
                 if idle.sender.ready().await.is_err() {
                     continue;
                 }
@@ -161,6 +166,16 @@ impl EndpointPool {
                 let (mut sender, connection) =
                     http1::handshake(TokioIo::new(io)).await.map_err(|e| TryError::from_hyper(&e, &self.target))?;
                 self.opened.fetch_add(1, Ordering::Relaxed);
+                if upgrade {
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.with_upgrades().await {
+                            tracing::debug!(error = %e, "upstream HTTP/1.1 connection for an upgrade ended");
+                        }
+                    });
+                    let response =
+                        sender.send_request(request).await.map_err(|e| TryError::from_hyper(&e, &self.target))?;
+                    return Ok((response, Some(Box::new((slot, live)))));
+                }
                 tokio::spawn(async move {
                     let _slot = (slot, live);
                     if let Err(e) = connection.await {
@@ -170,44 +185,6 @@ impl EndpointPool {
                 let response =
                     sender.send_request(request).await.map_err(|e| TryError::from_hyper(&e, &self.target))?;
                 return Ok((response, Some(self.lease(sender, 1, breaker, limits))));
-            }
-            if pending.is_none() {
-                pending = Some(breaker.pending(limits).ok_or(TryError::Overflow)?);
-                breaker.connection_overflow();
-            }
-            released.await;
-        }
-    }
-
-    /// Sends an HTTP/1.1 upgrade request (WebSocket) on a new connection of its own, which is
-    /// never pooled: after a 101 it is the tunnel's. The lease holds its connection slot, so the
-    /// connection counts against `maxConnections` for as long as the exchange (the tunnel) lives.
-    pub async fn send_upgrade(
-        self: &Arc<Self>,
-        request: Request<Body>,
-        breaker: &Arc<Breaker>,
-        limits: &Limits,
-        connector: &Connector,
-    ) -> Result<(Response<Incoming>, Option<Lease>), TryError> {
-        let mut pending: Option<Slot> = None;
-        loop {
-            let released = breaker.released.notified();
-            tokio::pin!(released);
-            released.as_mut().enable();
-            if let Some(slot) = self.connection_slot(breaker, limits) {
-                let live = self.local().live();
-                let io = connector.connect(&self.target, limits.connect_timeout).await.map_err(TryError::Connect)?;
-                let (mut sender, connection) =
-                    http1::handshake(TokioIo::new(io)).await.map_err(|e| TryError::from_hyper(&e, &self.target))?;
-                self.opened.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(async move {
-                    if let Err(e) = connection.with_upgrades().await {
-                        tracing::debug!(error = %e, "upstream upgrade connection ended");
-                    }
-                });
-                let response =
-                    sender.send_request(request).await.map_err(|e| TryError::from_hyper(&e, &self.target))?;
-                return Ok((response, Some(Box::new((slot, live)))));
             }
             if pending.is_none() {
                 pending = Some(breaker.pending(limits).ok_or(TryError::Overflow)?);
