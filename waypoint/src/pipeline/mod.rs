@@ -15,7 +15,8 @@
 //! 8. forwarding ([`forward`]): the timeout, tries with retries and backoff, each to an endpoint
 //!    the load balancer picks, outcomes recorded for outlier detection, then the mirrors; a
 //!    WebSocket upgrade answered 101 becomes a tunnel ([`crate::upgrade`]);
-//! 9. response header operations (the cluster's, the route's) and CORS headers.
+//! 9. response header operations (the cluster's, the route's) and CORS headers, on the upstream's
+//!    response and on the waypoint's own replies made after step 3.
 //!
 //! Every failure is answered by `outcome` as Envoy would; every request leaves one access record.
 
@@ -31,6 +32,7 @@ use crate::{
     authz::{AuthzRequest, Decision},
     body::Body,
     cors::CorsDecision,
+    headers::HeaderOps,
     outcome::{Failure, GrpcStatus, RequestKind, ResponseFlags},
     proxy::{Downstream, Waypoint},
     records::AccessRecord,
@@ -60,9 +62,11 @@ pub async fn handle(wp: &Waypoint, down: &Downstream, request: Request<Incoming>
     let upgrade = if upgrade::is_websocket(&parts) { parts.extensions.remove::<OnUpgrade>() } else { None };
     let mut log = Log::default();
     let record = base_record(&parts, down);
+    // 1. The service port (owned here: the replies' header operations borrow from it).
+    let service = snapshot.service(down.destination);
+    let mut finishing = ResponseOps::default();
     let outcome: Result<Response<Body>, Failure> = async {
-        // 1. The service port.
-        let Some(service) = snapshot.service(down.destination) else {
+        let Some(service) = service.as_deref() else {
             log.detail =
                 Some(format!("no service port for {} in configuration version {}", down.destination, snapshot.version));
             return Err(Failure::NoRoute);
@@ -86,14 +90,15 @@ pub async fn handle(wp: &Waypoint, down: &Downstream, request: Request<Incoming>
         let Some((index, _)) = service.router.select_http(&view) else { return Err(Failure::NoRoute) };
         let route = &service.routes[index];
         log.route = Some(route.name.clone());
+        finishing.route = Some(&route.response_headers);
         // 4. CORS.
-        let cors_headers = match route.cors.as_ref().map(|c| c.decide(&parts.method, &parts.headers)) {
+        match route.cors.as_ref().map(|c| c.decide(&parts.method, &parts.headers)) {
             Some(CorsDecision::AnswerPreflight { headers }) => {
-                return Ok(local(StatusCode::OK, headers, bytes::Bytes::new(), &route.response_headers));
+                return Ok(message::status_reply(StatusCode::OK, headers, bytes::Bytes::new()));
             }
-            Some(CorsDecision::Forward { response_headers }) => response_headers,
-            None => HeaderMap::new(),
-        };
+            Some(CorsDecision::Forward { response_headers }) => finishing.cors = response_headers,
+            None => {}
+        }
         // 5. Fault injection.
         if let Some(fault) = &route.fault {
             let plan = fault.plan(crate::rng::per_million(), crate::rng::per_million());
@@ -115,16 +120,17 @@ pub async fn handle(wp: &Waypoint, down: &Downstream, request: Request<Incoming>
                 if let Ok(location) = location.parse() {
                     headers.insert(header::LOCATION, location);
                 }
-                return Ok(local(redirect.status(), headers, bytes::Bytes::new(), &route.response_headers));
+                return Ok(message::status_reply(redirect.status(), headers, bytes::Bytes::new()));
             }
             Action::Direct { status, body } => {
-                return Ok(local(*status, HeaderMap::new(), body.clone(), &route.response_headers));
+                return Ok(message::status_reply(*status, HeaderMap::new(), body.clone()));
             }
             Action::Forward(forward) => forward,
         };
         // 7. The weighted cluster, header operations, rewrites.
         let target = forward.pick().ok_or(Failure::NoHealthyUpstream)?;
         log.cluster = Some(target.cluster.name.clone());
+        finishing.target = Some(&target.response_headers);
         target.request_headers.apply(&mut parts.headers);
         route.request_headers.apply(&mut parts.headers);
         if let Some(rewriter) = &forward.path_rewrite {
@@ -136,34 +142,42 @@ pub async fn handle(wp: &Waypoint, down: &Downstream, request: Request<Incoming>
             log.detail = Some(e.to_string());
         }
         // 8. Forward: timeout, retries, load balancing, outlier detection, mirrors.
-        let mut response = forward::forward(wp, down, forward, target, &parts, body, upgrade, kind, &mut log).await?;
-        // 9. Response header operations and CORS headers.
-        target.response_headers.apply(response.headers_mut());
-        route.response_headers.apply(response.headers_mut());
-        response.headers_mut().extend(cors_headers);
-        Ok(response)
+        forward::forward(wp, down, forward, target, &parts, body, upgrade, kind, &mut log).await
     }
     .await;
-    let response = match outcome {
+    let mut response = match outcome {
         Ok(response) => response,
         Err(failure) => {
             log.flags = log.flags.union(failure.flags());
             message::local_reply(&failure, kind)
         }
     };
+    // 9. Response header operations and CORS headers.
+    finishing.apply(response.headers_mut());
     finish(wp, record, log, response, started)
 }
 
-/// A reply made by the waypoint for a route, with the route's response header operations.
-fn local(
-    status: StatusCode,
-    headers: HeaderMap,
-    body: bytes::Bytes,
-    ops: &crate::headers::HeaderOps,
-) -> Response<Body> {
-    let mut response = message::status_reply(status, headers, body);
-    ops.apply(response.headers_mut());
-    response
+/// What step 9 does to the response, as far as the request got: the weighted cluster's then the
+/// route's response header operations, then the CORS headers. Envoy applies them to its own
+/// replies (a fault's abort, a redirect, 503, 504) as to the upstream's once the route is known,
+/// so a reply made after route selection gets them too; one made before (403, 404) does not.
+#[derive(Default)]
+struct ResponseOps<'a> {
+    target: Option<&'a HeaderOps>,
+    route: Option<&'a HeaderOps>,
+    cors: HeaderMap,
+}
+
+impl ResponseOps<'_> {
+    fn apply(self, headers: &mut HeaderMap) {
+        if let Some(ops) = self.target {
+            ops.apply(headers);
+        }
+        if let Some(ops) = self.route {
+            ops.apply(headers);
+        }
+        headers.extend(self.cors);
+    }
 }
 
 fn rewrite_path(parts: &mut Parts, rewriter: &rewrite::PathRewriter) {

@@ -4,8 +4,9 @@
 use std::{sync::Arc, time::Duration};
 
 use ambit_common::api::v1::{
-    AppProtocol, ConnectionPool, Fault, FaultAbort, FaultDelay, Forward, HttpRoute, Mirror, OutlierDetection,
-    RegexRewrite, RetryOn, RetryPolicy, UpstreamProtocol, fault_abort, forward::PathRewrite, http_route,
+    AppProtocol, ConnectionPool, Fault, FaultAbort, FaultDelay, Forward, HeaderAction, HeaderOperation, HttpRoute,
+    Mirror, OutlierDetection, RegexRewrite, RetryOn, RetryPolicy, UpstreamProtocol, WeightedCluster, fault_abort,
+    forward::PathRewrite, http_route,
 };
 use futures::future::join_all;
 use http::StatusCode;
@@ -48,6 +49,66 @@ async fn the_route_timeout_answers_504_ut() {
     let (status, _, body) = read(send1(&mut client, get("/", &[])).await).await;
     assert_eq!((status, body.as_str()), (StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"));
     assert_eq!(mesh.last_record().await.response_flags, "UT");
+    release.notify_waiters();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_waypoints_own_replies_after_routing_carry_the_response_header_operations() {
+    let release = Arc::new(Notify::new());
+    let slow = held("slow", release.clone()).await;
+    let mesh = Mesh::start().await;
+    let set = |name: &str, value: &str| HeaderOperation {
+        action: HeaderAction::Set as i32,
+        name: name.into(),
+        value: value.into(),
+    };
+    let target = WeightedCluster { response_headers: vec![set("x-cluster", "slow")], ..to("slow", 100) };
+    let timed_out = HttpRoute {
+        response_headers: vec![set("x-route", "timed")],
+        r#match: Some(ambit_common::api::v1::HttpMatch {
+            headers: vec![ambit_common::api::v1::HeaderMatch { name: "x-timeout".into(), value: None }],
+            ..Default::default()
+        }),
+        ..with_forward("timed", Forward { clusters: vec![target], timeout_ms: 200, ..Default::default() })
+    };
+    let aborted = HttpRoute {
+        response_headers: vec![set("x-route", "aborted")],
+        fault: Some(Fault {
+            delay: None,
+            abort: Some(FaultAbort { status: Some(fault_abort::Status::HttpStatus(503)), per_million: 1_000_000 }),
+        }),
+        r#match: Some(ambit_common::api::v1::HttpMatch {
+            headers: vec![ambit_common::api::v1::HeaderMatch { name: "x-abort".into(), value: None }],
+            ..Default::default()
+        }),
+        ..forward_route("aborted", vec![to("slow", 100)])
+    };
+    mesh.apply(vec![
+        table(AppProtocol::Http, vec![timed_out, aborted]),
+        cluster_resource(cluster("slow", vec![slow.endpoint()], UpstreamProtocol::Http1)),
+    ])
+    .unwrap();
+    let mut client = mesh.http1().await;
+    // 504 UT, made by the waypoint after the route and its cluster were chosen: both apply.
+    let (status, headers, _) = read(send1(&mut client, get("/", &[("x-timeout", "1")])).await).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        (headers["x-route"].as_bytes(), headers["x-cluster"].as_bytes()),
+        (&b"timed"[..], &b"slow"[..]),
+        "{headers:?}"
+    );
+    // A fault's abort, made before a cluster is chosen: the route's operations only.
+    let (status, headers, _) = read(send1(&mut client, get("/", &[("x-abort", "1")])).await).await;
+    assert_eq!(
+        (status, headers["x-route"].as_bytes()),
+        (StatusCode::SERVICE_UNAVAILABLE, &b"aborted"[..]),
+        "{headers:?}"
+    );
+    assert!(headers.get("x-cluster").is_none(), "{headers:?}");
+    // No route: nothing to apply.
+    let (status, headers, _) = read(send1(&mut client, get("/", &[])).await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(headers.get("x-route").is_none(), "{headers:?}");
     release.notify_waiters();
 }
 
