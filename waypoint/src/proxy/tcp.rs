@@ -1,23 +1,21 @@
 //! TCP through the waypoint: the port's first TCP route whose match holds, a cluster by weight,
-//! an endpoint by the load balancer, then bytes relayed both ways (`ambit_common::relay`).
+//! an endpoint by the load balancer, then bytes relayed both ways (`ambit_common::relay`): a
+//! half-close passed on as a half-close, a reset as a reset (TCP RST to a plaintext endpoint,
+//! RST_STREAM to an HBONE one or to the client's tunnel).
 //! No route, no endpoint, a full connection breaker or a failed connect close the stream.
 
-use std::{
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::sync::Arc;
 
-use ambit_common::relay::{ChunkWrite, Duplex, Reset, relay as relay_bytes};
+use ambit_common::relay::{Duplex, RelayOutcome, relay as relay_bytes};
 use bytes::Bytes;
-use tokio::io::{AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::{Downstream, Waypoint};
 use crate::{
     lb::{LbContext, Pick},
     outlier::Outcome,
     route::{Source, pick_weighted},
-    upstream::connect::Io,
+    upstream::connect::Connected,
 };
 
 /// Relays `io` (whose first bytes, already read, are `prefix`) to an endpoint of the route's
@@ -46,7 +44,7 @@ pub async fn relay<IO: Duplex + 'static>(wp: Arc<Waypoint>, down: Downstream, io
         cluster.breaker.connection_overflow();
         return refuse(&format!("cluster {}: maxConnections reached (UO)", cluster.name));
     };
-    let mut upstream = match wp.connector.connect(&target, cluster.limits.connect_timeout).await {
+    let upstream = match wp.connector.connect_stream(&target, cluster.limits.connect_timeout).await {
         Ok(upstream) => upstream,
         Err(e) => {
             cluster.record(endpoint, Outcome::ConnectFailed);
@@ -54,47 +52,28 @@ pub async fn relay<IO: Duplex + 'static>(wp: Arc<Waypoint>, down: Downstream, io
         }
     };
     cluster.record(endpoint, Outcome::Connected);
-    if !prefix.is_empty() && upstream.write_all(&prefix).await.is_err() {
-        return refuse("the upstream closed before the first bytes were passed on");
-    }
-    let outcome = relay_bytes(io, BoxedDuplex(upstream)).await;
+    let outcome = match upstream {
+        Connected::Tcp(tcp) => relay_to(io, tcp, &prefix).await,
+        Connected::Hbone(stream) => relay_to(io, stream, &prefix).await,
+    };
     drop(slot);
+    let Some(outcome) = outcome else {
+        return refuse("the upstream closed before the first bytes were passed on");
+    };
     tracing::debug!(peer = %down.peer, upstream = %target.address, end = ?outcome.end,
         sent = outcome.bytes_from_source, received = outcome.bytes_to_source, "TCP connection relayed");
 }
 
-/// An upstream connection of any kind as a [`Duplex`]. Its reset is a plain close: the box hides
-/// the socket (a TCP RST or an HTTP/2 RST_STREAM) behind it.
-struct BoxedDuplex(Box<dyn Io>);
-
-struct BoxedWrite(WriteHalf<Box<dyn Io>>);
-
-impl Duplex for BoxedDuplex {
-    type Read = ReadHalf<Box<dyn Io>>;
-    type Write = BoxedWrite;
-
-    fn into_split(self) -> (Self::Read, Self::Write) {
-        let (read, write) = tokio::io::split(self.0);
-        (read, BoxedWrite(write))
+/// Passes `prefix` (bytes the client sent before the route was chosen) to `upstream`, then relays
+/// both ways; a reset on either side is passed on as the other side's kind of reset. `None`:
+/// the upstream closed before taking the prefix.
+async fn relay_to<D, U>(io: D, mut upstream: U, prefix: &[u8]) -> Option<RelayOutcome>
+where
+    D: Duplex + 'static,
+    U: Duplex + AsyncWrite + Unpin + 'static,
+{
+    if !prefix.is_empty() && upstream.write_all(prefix).await.is_err() {
+        return None;
     }
-}
-
-impl Reset for BoxedWrite {
-    fn reset(self) {}
-}
-
-impl ChunkWrite for BoxedWrite {}
-
-impl AsyncWrite for BoxedWrite {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
+    Some(relay_bytes(io, upstream).await)
 }

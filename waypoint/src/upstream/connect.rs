@@ -6,7 +6,11 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use ambit_common::{
-    hbone::{self, client::Pool},
+    hbone::{
+        self,
+        client::Pool,
+        stream::{H2Read, H2Write},
+    },
     identity::{SpiffeId, tls::hbone_client_config},
 };
 use rustls_pki_types::ServerName;
@@ -16,11 +20,31 @@ use tokio::{
 };
 use tokio_rustls::TlsConnector;
 
-use crate::{identity::Identity, io::joined, outcome::ConnectFailure};
+use crate::{
+    identity::Identity,
+    io::{Joined, joined},
+    outcome::ConnectFailure,
+};
 
 /// A connected byte stream to an endpoint.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// A connection to an endpoint, by kind. Both are [`Duplex`](ambit_common::relay::Duplex)
+/// streams whose write half can reset them (a TCP RST, an HTTP/2 RST_STREAM).
+pub enum Connected {
+    Tcp(TcpStream),
+    Hbone(Joined<H2Read, H2Write>),
+}
+
+impl Connected {
+    pub fn boxed(self) -> Box<dyn Io> {
+        match self {
+            Self::Tcp(tcp) => Box::new(tcp),
+            Self::Hbone(stream) => Box::new(stream),
+        }
+    }
+}
 
 /// How an endpoint is reached.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,7 +85,13 @@ impl Connector {
         Arc::new(Self { identity, pool: Pool::new(settings), hbone_port })
     }
 
+    /// A byte stream to `target` for an HTTP connection.
     pub async fn connect(&self, target: &Target, timeout: Duration) -> Result<Box<dyn Io>, ConnectError> {
+        self.connect_stream(target, timeout).await.map(Connected::boxed)
+    }
+
+    /// A connection to `target` that keeps its kind, so a relay can reset it (TCP routes).
+    pub async fn connect_stream(&self, target: &Target, timeout: Duration) -> Result<Connected, ConnectError> {
         match tokio::time::timeout(timeout, self.connect_now(target)).await {
             Ok(result) => result,
             Err(_) => Err(ConnectError {
@@ -78,7 +108,7 @@ impl Connector {
         }
     }
 
-    async fn connect_now(&self, target: &Target) -> Result<Box<dyn Io>, ConnectError> {
+    async fn connect_now(&self, target: &Target) -> Result<Connected, ConnectError> {
         let remote = |message: String| ConnectError { cause: ConnectFailure::Remote, message };
         match &target.transport {
             Transport::Plaintext => {
@@ -86,7 +116,7 @@ impl Connector {
                     .await
                     .map_err(|e| remote(format!("connecting to {}: {e}", target.address)))?;
                 let _ = tcp.set_nodelay(true);
-                Ok(Box::new(tcp))
+                Ok(Connected::Tcp(tcp))
             }
             Transport::Hbone(expected) => {
                 let Some(cert) = self.identity.cert() else {
@@ -111,7 +141,7 @@ impl Connector {
                 let stream = self.pool.open(&key, target.address, connect).await.map_err(|e| {
                     remote(format!("HBONE to {} via {hbone_addr} (expecting {expected}): {e}", target.address))
                 })?;
-                Ok(Box::new(joined(stream)))
+                Ok(Connected::Hbone(joined(stream)))
             }
         }
     }

@@ -109,14 +109,18 @@ impl Mesh {
         &self,
         authority: SocketAddr,
     ) -> Result<impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static, hbone::HboneError> {
+        Ok(ambit_waypoint::io::joined(self.tunnel_stream(authority).await?))
+    }
+
+    /// The tunnel as an HBONE stream, whose write half can reset it.
+    pub(crate) async fn tunnel_stream(&self, authority: SocketAddr) -> Result<hbone::H2Stream, hbone::HboneError> {
         let config = tls::hbone_client_config(&self.client_cert, &self.ca.bundle(), &id("bookinfo", "waypoint"));
         let addr = self.addr;
         let connect = move || async move {
             let tcp = TcpStream::connect(addr).await?;
             TlsConnector::from(config).connect(ServerName::IpAddress(addr.ip().into()), tcp).await
         };
-        let stream = self.client.open(&0, authority, connect).await?;
-        Ok(ambit_waypoint::io::joined(stream))
+        self.client.open(&0, authority, connect).await
     }
 
     /// An HTTP/1.1 client over a tunnel to the service.

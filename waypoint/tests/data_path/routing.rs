@@ -274,3 +274,104 @@ async fn undeclared_ports_detect_http_and_tcp_and_tcp_routes_relay_bytes() {
     raw.read_exact(&mut echoed).await.unwrap();
     assert_eq!(&echoed, b"\x00\x01 not http at all", "anything else is relayed by the TCP route");
 }
+
+/// What the TCP server behind [`tcp_route_to_reporting_server`] saw of a connection.
+#[derive(Debug, PartialEq, Eq)]
+enum ServerSaw {
+    /// Bytes read so far.
+    Bytes(usize),
+    /// How reading ended: `Ok(bytes)` at a clean end of stream, `Err(kind)` on a reset.
+    End(Result<usize, std::io::ErrorKind>),
+}
+
+/// A TCP route to a plain TCP server on loopback that reports what it reads of each connection
+/// and how reading ended. With `reset_after`, the server resets the connection itself once it
+/// has read that many bytes.
+async fn tcp_route_to_reporting_server(
+    reset_after: Option<usize>,
+) -> (Mesh, tokio::sync::mpsc::UnboundedReceiver<ServerSaw>) {
+    let v1 = Upstream::ok("v1", false).await;
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut endpoint = v1.endpoint();
+    endpoint.port = u32::from(server.local_addr().unwrap().port());
+    let (report, reports) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = server.accept().await {
+            let report = report.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let mut total = 0;
+                let end = loop {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) => break Ok(total),
+                        Ok(n) => total += n,
+                        Err(e) => break Err(e.kind()),
+                    }
+                    let _ = report.send(ServerSaw::Bytes(total));
+                    if reset_after.is_some_and(|limit| total >= limit) {
+                        ambit_common::relay::reset_tcp(&tcp);
+                        break Ok(total);
+                    }
+                };
+                let _ = report.send(ServerSaw::End(end));
+            });
+        }
+    });
+    let mesh = Mesh::start().await;
+    let port = PortRoutes {
+        port: u32::from(PORT),
+        name: "tcp".into(),
+        protocol: AppProtocol::Tcp as i32,
+        tcp: vec![TcpRoute { matches: vec![], clusters: vec![to("raw", 100)] }],
+        ..Default::default()
+    };
+    mesh.apply(vec![table_with(port), cluster_resource(cluster("raw", vec![endpoint], UpstreamProtocol::Unspecified))])
+        .unwrap();
+    (mesh, reports)
+}
+
+/// The next `End` report, skipping progress.
+async fn end_of(
+    reports: &mut tokio::sync::mpsc::UnboundedReceiver<ServerSaw>,
+) -> Option<Result<usize, std::io::ErrorKind>> {
+    while let Some(saw) = reports.recv().await {
+        if let ServerSaw::End(end) = saw {
+            return Some(end);
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_routes_pass_a_clean_close_as_a_close_and_a_reset_as_a_reset() {
+    use ambit_common::relay::{Duplex, Reset};
+    let (mesh, mut reports) = tcp_route_to_reporting_server(None).await;
+    // A half-close from the client reaches the server as the end of the stream.
+    let mut clean = mesh.tunnel(vip()).await.unwrap();
+    clean.write_all(b"hello").await.unwrap();
+    clean.shutdown().await.unwrap();
+    assert_eq!(end_of(&mut reports).await, Some(Ok(5)), "a clean close is passed on as a clean close");
+    // A reset of the client's tunnel (RST_STREAM) reaches the server as a TCP reset, not as an
+    // end of stream that would make a cut-off upload look complete.
+    let (_read, mut write) = mesh.tunnel_stream(vip()).await.unwrap().into_split();
+    write.write_all(b"partial upload").await.unwrap();
+    write.flush().await.unwrap();
+    while reports.recv().await != Some(ServerSaw::Bytes(14)) {}
+    write.reset();
+    assert_eq!(
+        end_of(&mut reports).await,
+        Some(Err(std::io::ErrorKind::ConnectionReset)),
+        "the client's reset reaches the server as a reset"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_route_upstreams_reset_reaches_the_client_as_a_reset() {
+    let (mesh, mut reports) = tcp_route_to_reporting_server(Some(4)).await;
+    let mut tunnel = mesh.tunnel(vip()).await.unwrap();
+    tunnel.write_all(b"ping").await.unwrap();
+    assert_eq!(end_of(&mut reports).await, Some(Ok(4)));
+    let mut buf = [0u8; 16];
+    let read = tunnel.read(&mut buf).await;
+    assert!(read.is_err(), "the server's reset reaches the client as an error, not an end of stream: {read:?}");
+}
