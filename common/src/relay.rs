@@ -13,6 +13,7 @@ use std::{
     future::poll_fn,
     io,
     pin::Pin,
+    sync::atomic::{AtomicU64, Ordering},
     task::{Context, Poll, ready},
     time::Duration,
 };
@@ -114,6 +115,8 @@ pub enum RelayEnd {
     /// The caller cancelled the relay (e.g. a new policy denies the connection); both sides
     /// were reset.
     Cancelled,
+    /// No byte moved either way for the idle timeout; both sides were reset.
+    IdleTimeout,
 }
 
 #[derive(Debug)]
@@ -133,8 +136,14 @@ enum PumpError {
     Write(io::Error),
 }
 
-/// Moves `from` → `to` until EOF, then half-closes `to`. Counts bytes delivered.
-async fn pump<R: ChunkRead, W: ChunkWrite>(from: &mut R, to: &mut W, delivered: &mut u64) -> Result<(), PumpError> {
+/// Moves `from` → `to` until EOF, then half-closes `to`. Counts bytes delivered, and notes when
+/// the last chunk was (`activity`, when idle time is watched).
+async fn pump<R: ChunkRead, W: ChunkWrite>(
+    from: &mut R,
+    to: &mut W,
+    delivered: &AtomicU64,
+    activity: Option<&Activity>,
+) -> Result<(), PumpError> {
     let mut buf = BytesMut::new();
     loop {
         let mut chunk = poll_fn(|cx| from.poll_chunk(cx, &mut buf)).await.map_err(PumpError::Read)?;
@@ -143,7 +152,27 @@ async fn pump<R: ChunkRead, W: ChunkWrite>(from: &mut R, to: &mut W, delivered: 
         }
         let n = chunk.len() as u64;
         poll_fn(|cx| to.poll_write_chunk(cx, &mut chunk)).await.map_err(PumpError::Write)?;
-        *delivered += n;
+        delivered.fetch_add(n, Ordering::Relaxed);
+        if let Some(activity) = activity {
+            activity.touch();
+        }
+    }
+}
+
+/// When bytes last moved, as milliseconds since the relay started.
+struct Activity {
+    started: tokio::time::Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// When the relay becomes idle if nothing moves before then.
+    fn deadline(&self, idle: Duration) -> tokio::time::Instant {
+        self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + idle
     }
 }
 
@@ -158,17 +187,44 @@ pub async fn relay_until<S: Duplex, U: Duplex>(
     upstream: U,
     cancel: impl std::future::Future<Output = ()>,
 ) -> RelayOutcome {
+    relay_watched(source, upstream, cancel, None).await
+}
+
+/// [`relay`], but resetting both sides once no byte has moved either way for `idle` (Envoy's
+/// TCP proxy `idle_timeout`, which Istio sets from a DestinationRule's
+/// `connectionPool.tcp.idleTimeout`).
+pub async fn relay_with_idle_timeout<S: Duplex, U: Duplex>(source: S, upstream: U, idle: Duration) -> RelayOutcome {
+    relay_watched(source, upstream, std::future::pending(), Some(idle)).await
+}
+
+async fn relay_watched<S: Duplex, U: Duplex>(
+    source: S,
+    upstream: U,
+    cancel: impl std::future::Future<Output = ()>,
+    idle: Option<Duration>,
+) -> RelayOutcome {
     let (mut source_read, mut source_write) = source.into_split();
     let (mut upstream_read, mut upstream_write) = upstream.into_split();
-    let (mut from_source, mut to_source) = (0u64, 0u64);
+    let (from_source, to_source) = (AtomicU64::new(0), AtomicU64::new(0));
+    let activity = idle.map(|_| Activity { started: tokio::time::Instant::now(), last_ms: AtomicU64::new(0) });
     let result = {
-        let forward = pump(&mut source_read, &mut upstream_write, &mut from_source);
-        let backward = pump(&mut upstream_read, &mut source_write, &mut to_source);
-        tokio::pin!(forward, backward, cancel);
+        let forward = pump(&mut source_read, &mut upstream_write, &from_source, activity.as_ref());
+        let backward = pump(&mut upstream_read, &mut source_write, &to_source, activity.as_ref());
+        let idle_timer = tokio::time::sleep(idle.unwrap_or(Duration::MAX / 4));
+        tokio::pin!(forward, backward, cancel, idle_timer);
         let (mut forward_done, mut backward_done) = (false, false);
         loop {
             tokio::select! {
                 () = &mut cancel => break Err((RelayEnd::Cancelled, io::Error::other("cancelled"))),
+                () = &mut idle_timer, if idle.is_some() => {
+                    let (Some(idle), Some(activity)) = (idle, &activity) else { continue };
+                    let deadline = activity.deadline(idle);
+                    if tokio::time::Instant::now() >= deadline {
+                        let error = io::Error::new(io::ErrorKind::TimedOut, format!("no bytes either way for {idle:?}"));
+                        break Err((RelayEnd::IdleTimeout, error));
+                    }
+                    idle_timer.as_mut().reset(deadline);
+                }
                 result = &mut forward, if !forward_done => match result {
                     Ok(()) => forward_done = true,
                     Err(PumpError::Read(e)) => break Err((RelayEnd::SourceReset, e)),
@@ -185,6 +241,7 @@ pub async fn relay_until<S: Duplex, U: Duplex>(
             }
         }
     };
+    let (from_source, to_source) = (from_source.into_inner(), to_source.into_inner());
     match result {
         Ok(()) => RelayOutcome {
             bytes_from_source: from_source,
@@ -197,7 +254,7 @@ pub async fn relay_until<S: Duplex, U: Duplex>(
             match end {
                 RelayEnd::SourceReset => upstream_write.reset(),
                 RelayEnd::UpstreamReset => source_write.reset(),
-                RelayEnd::Cancelled | RelayEnd::Completed => {
+                RelayEnd::Cancelled | RelayEnd::IdleTimeout | RelayEnd::Completed => {
                     upstream_write.reset();
                     source_write.reset();
                 }

@@ -51,6 +51,8 @@ pub(crate) enum Outcome {
     /// A live connection closed because a new configuration denies it (a policy, or a waypoint
     /// binding it did not come through).
     Revoked,
+    /// No byte moved either way for the relay's idle timeout; both sides were reset.
+    IdleTimeout,
 }
 
 /// How a connection was carried.
@@ -145,6 +147,7 @@ impl From<RelayOutcome> for Closing {
             RelayEnd::SourceReset => Outcome::SourceReset,
             RelayEnd::UpstreamReset => Outcome::UpstreamReset,
             RelayEnd::Cancelled => Outcome::Revoked,
+            RelayEnd::IdleTimeout => Outcome::IdleTimeout,
         };
         // A revoked relay's own error is the cancellation; the caller says which policy did it.
         let error = relay.error.map(|e| e.to_string()).filter(|_| outcome != Outcome::Revoked);

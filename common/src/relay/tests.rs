@@ -98,3 +98,29 @@ async fn cancelling_resets_both_sides() {
     assert_eq!(app.read(&mut byte).await.unwrap_err().kind(), io::ErrorKind::ConnectionReset);
     assert_eq!(server.read(&mut byte).await.unwrap_err().kind(), io::ErrorKind::ConnectionReset);
 }
+
+#[tokio::test(start_paused = true)]
+async fn traffic_either_way_keeps_a_relay_open_and_idleness_resets_both_sides() {
+    let (mut app, source) = pair().await;
+    let (upstream, mut server) = pair().await;
+    let relay = tokio::spawn(relay_with_idle_timeout(source, upstream, Duration::from_secs(60)));
+    // A byte every 40 s, in turn each way: the relay outlives its 60 s idle timeout twice over.
+    let mut buf = [0u8; 4];
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_secs(40)).await;
+        if round % 2 == 0 {
+            app.write_all(b"ping").await.unwrap();
+            server.read_exact(&mut buf).await.unwrap();
+        } else {
+            server.write_all(b"pong").await.unwrap();
+            app.read_exact(&mut buf).await.unwrap();
+        }
+    }
+    assert!(!relay.is_finished(), "still open after 120 s with traffic every 40 s");
+    // Then nothing moves: both sides are reset.
+    let closing = relay.await.unwrap();
+    assert_eq!(closing.end, RelayEnd::IdleTimeout);
+    assert_eq!((closing.bytes_from_source, closing.bytes_to_source), (8, 4));
+    assert_eq!(app.read(&mut buf).await.unwrap_err().kind(), io::ErrorKind::ConnectionReset);
+    assert_eq!(server.read(&mut buf).await.unwrap_err().kind(), io::ErrorKind::ConnectionReset);
+}

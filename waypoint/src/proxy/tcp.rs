@@ -1,12 +1,13 @@
 //! TCP through the waypoint: the port's first TCP route whose match holds, a cluster by weight,
 //! an endpoint by the load balancer, then bytes relayed both ways (`ambit_common::relay`): a
 //! half-close passed on as a half-close, a reset as a reset (TCP RST to a plaintext endpoint,
-//! RST_STREAM to an HBONE one or to the client's tunnel).
+//! RST_STREAM to an HBONE one or to the client's tunnel), and both sides reset once the cluster's
+//! `connectionPool.tcp.idleTimeout` passes without a byte either way.
 //! No route, no endpoint, a full connection breaker or a failed connect close the stream.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
-use ambit_common::relay::{Duplex, RelayOutcome, relay as relay_bytes};
+use ambit_common::relay::{Duplex, RelayOutcome, relay as relay_bytes, relay_with_idle_timeout};
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -52,9 +53,10 @@ pub async fn relay<IO: Duplex + 'static>(wp: Arc<Waypoint>, down: Downstream, io
         }
     };
     cluster.record(endpoint, Outcome::Connected);
+    let idle = cluster.limits.tcp_idle_timeout;
     let outcome = match upstream {
-        Connected::Tcp(tcp) => relay_to(io, tcp, &prefix).await,
-        Connected::Hbone(stream) => relay_to(io, stream, &prefix).await,
+        Connected::Tcp(tcp) => relay_to(io, tcp, &prefix, idle).await,
+        Connected::Hbone(stream) => relay_to(io, stream, &prefix, idle).await,
     };
     drop(slot);
     let Some(outcome) = outcome else {
@@ -65,9 +67,10 @@ pub async fn relay<IO: Duplex + 'static>(wp: Arc<Waypoint>, down: Downstream, io
 }
 
 /// Passes `prefix` (bytes the client sent before the route was chosen) to `upstream`, then relays
-/// both ways; a reset on either side is passed on as the other side's kind of reset. `None`:
-/// the upstream closed before taking the prefix.
-async fn relay_to<D, U>(io: D, mut upstream: U, prefix: &[u8]) -> Option<RelayOutcome>
+/// both ways; a reset on either side is passed on as the other side's kind of reset, and both
+/// are reset after `idle` without a byte either way. `None`: the upstream closed before taking
+/// the prefix.
+async fn relay_to<D, U>(io: D, mut upstream: U, prefix: &[u8], idle: Option<Duration>) -> Option<RelayOutcome>
 where
     D: Duplex + 'static,
     U: Duplex + AsyncWrite + Unpin + 'static,
@@ -75,5 +78,8 @@ where
     if !prefix.is_empty() && upstream.write_all(prefix).await.is_err() {
         return None;
     }
-    Some(relay_bytes(io, upstream).await)
+    Some(match idle {
+        Some(idle) => relay_with_idle_timeout(io, upstream, idle).await,
+        None => relay_bytes(io, upstream).await,
+    })
 }

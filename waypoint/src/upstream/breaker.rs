@@ -35,6 +35,10 @@ pub struct Limits {
     pub http_idle_timeout: Option<Duration>,
     /// `None`: unlimited; 1 disables keep-alive.
     pub max_requests_per_connection: Option<u32>,
+    /// A TCP-route connection on which no byte moves either way for this long is reset
+    /// (`connectionPool.tcp.idleTimeout`, Istio's default 1 h); `None`: never.
+    #[serde(serialize_with = "optional_millis")]
+    pub tcp_idle_timeout: Option<Duration>,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -65,6 +69,7 @@ impl Limits {
                 .then(|| Duration::from_millis(pool.http_idle_timeout_ms)),
             max_requests_per_connection: (pool.max_requests_per_connection > 0)
                 .then_some(pool.max_requests_per_connection),
+            tcp_idle_timeout: (pool.tcp_idle_timeout_ms > 0).then(|| Duration::from_millis(pool.tcp_idle_timeout_ms)),
         }
     }
 }

@@ -2,9 +2,9 @@
 //! connection reuse, HBONE endpoints.
 
 use ambit_common::api::v1::{
-    AppProtocol, AuthorizationAction, DirectResponse, HeaderMatch, HttpAuthorization, HttpAuthorizationOperation,
-    HttpAuthorizationRule, HttpMatch, HttpRoute, PortRoutes, Redirect, Resource, StringMatch, StringMatcher, TcpRoute,
-    UpstreamProtocol, http_route, resource::Kind, string_match, string_matcher,
+    AppProtocol, AuthorizationAction, Cluster, ConnectionPool, DirectResponse, HeaderMatch, HttpAuthorization,
+    HttpAuthorizationOperation, HttpAuthorizationRule, HttpMatch, HttpRoute, PortRoutes, Redirect, Resource,
+    StringMatch, StringMatcher, TcpRoute, UpstreamProtocol, http_route, resource::Kind, string_match, string_matcher,
 };
 use futures::future::join_all;
 use http::StatusCode;
@@ -286,9 +286,10 @@ enum ServerSaw {
 
 /// A TCP route to a plain TCP server on loopback that reports what it reads of each connection
 /// and how reading ended. With `reset_after`, the server resets the connection itself once it
-/// has read that many bytes.
+/// has read that many bytes. `idle_timeout_ms`: the cluster's TCP idle timeout (0: none).
 async fn tcp_route_to_reporting_server(
     reset_after: Option<usize>,
+    idle_timeout_ms: u64,
 ) -> (Mesh, tokio::sync::mpsc::UnboundedReceiver<ServerSaw>) {
     let v1 = Upstream::ok("v1", false).await;
     let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -325,8 +326,9 @@ async fn tcp_route_to_reporting_server(
         tcp: vec![TcpRoute { matches: vec![], clusters: vec![to("raw", 100)] }],
         ..Default::default()
     };
-    mesh.apply(vec![table_with(port), cluster_resource(cluster("raw", vec![endpoint], UpstreamProtocol::Unspecified))])
-        .unwrap();
+    let pool = ConnectionPool { tcp_idle_timeout_ms: idle_timeout_ms, ..Default::default() };
+    let raw = Cluster { connection_pool: Some(pool), ..cluster("raw", vec![endpoint], UpstreamProtocol::Unspecified) };
+    mesh.apply(vec![table_with(port), cluster_resource(raw)]).unwrap();
     (mesh, reports)
 }
 
@@ -345,7 +347,7 @@ async fn end_of(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_routes_pass_a_clean_close_as_a_close_and_a_reset_as_a_reset() {
     use ambit_common::relay::{Duplex, Reset};
-    let (mesh, mut reports) = tcp_route_to_reporting_server(None).await;
+    let (mesh, mut reports) = tcp_route_to_reporting_server(None, 0).await;
     // A half-close from the client reaches the server as the end of the stream.
     let mut clean = mesh.tunnel(vip()).await.unwrap();
     clean.write_all(b"hello").await.unwrap();
@@ -367,11 +369,23 @@ async fn tcp_routes_pass_a_clean_close_as_a_close_and_a_reset_as_a_reset() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tcp_route_upstreams_reset_reaches_the_client_as_a_reset() {
-    let (mesh, mut reports) = tcp_route_to_reporting_server(Some(4)).await;
+    let (mesh, mut reports) = tcp_route_to_reporting_server(Some(4), 0).await;
     let mut tunnel = mesh.tunnel(vip()).await.unwrap();
     tunnel.write_all(b"ping").await.unwrap();
     assert_eq!(end_of(&mut reports).await, Some(Ok(4)));
     let mut buf = [0u8; 16];
     let read = tunnel.read(&mut buf).await;
     assert!(read.is_err(), "the server's reset reaches the client as an error, not an end of stream: {read:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_route_connection_idle_for_the_clusters_idle_timeout_is_reset_both_ways() {
+    // connectionPool.tcp.idleTimeout: 300ms. Bytes move once, then nothing: both sides are reset.
+    let (mesh, mut reports) = tcp_route_to_reporting_server(None, 300).await;
+    let mut tunnel = mesh.tunnel(vip()).await.unwrap();
+    tunnel.write_all(b"once").await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tunnel.read(&mut buf).await;
+    assert!(read.is_err(), "the idle connection is reset towards the client: {read:?}");
+    assert_eq!(end_of(&mut reports).await, Some(Err(std::io::ErrorKind::ConnectionReset)), "and towards the server");
 }
