@@ -5,7 +5,8 @@
 //! | `/ready` | 200 once a configuration is applied and the certificate is held, 503 before |
 //! | `/config_dump` | the flags, the subscription, the identity, the compiled route tables and clusters (endpoints, ejections, pools, breakers) |
 //! | `/stats` | request, stream and connection counters |
-//! | `/requests?after=<id>` | access records (oldest first) |
+//! | `/requests?after=<id>` | access records of HTTP requests (oldest first) |
+//! | `/connections?after=<id>` | access records of TCP-route connections (oldest first) |
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -75,9 +76,13 @@ fn handle(state: &AdminState, req: &Request<Incoming>) -> Response<Body> {
             let after = query_param(req, "after").and_then(|v| v.parse().ok()).unwrap_or(0);
             json(StatusCode::OK, &wp.records.after(after))
         }
+        "/connections" => {
+            let after = query_param(req, "after").and_then(|v| v.parse().ok()).unwrap_or(0);
+            json(StatusCode::OK, &wp.records.connections_after(after))
+        }
         "/" => json(
             StatusCode::OK,
-            &json_value!({ "endpoints": ["/ready", "/config_dump", "/stats", "/requests?after=<id>"] }),
+            &json_value!({ "endpoints": ["/ready", "/config_dump", "/stats", "/requests?after=<id>", "/connections?after=<id>"] }),
         ),
         other => error(StatusCode::NOT_FOUND, format!("no admin endpoint {other}; GET / lists them")),
     }

@@ -172,6 +172,20 @@ impl Mesh {
         }
     }
 
+    /// The records of the first `count` TCP connections, waiting (up to 10 s) for them: a
+    /// connection is recorded when its relay ends.
+    pub(crate) async fn connection_records(&self, count: usize) -> Vec<ambit_waypoint::records::ConnectionRecord> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let records = self.waypoint.records.connections_after(0);
+            if records.len() >= count {
+                return records;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{count} connection records expected: {records:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// The record of the request answered last.
     pub(crate) async fn last_record(&self) -> AccessRecord {
         self.records().await.pop().expect("a request was recorded")

@@ -365,6 +365,45 @@ async fn tcp_routes_pass_a_clean_close_as_a_close_and_a_reset_as_a_reset() {
         Some(Err(std::io::ErrorKind::ConnectionReset)),
         "the client's reset reaches the server as a reset"
     );
+    // Both connections are recorded: bytes each way, how each ended, where it went.
+    let records = mesh.connection_records(2).await;
+    let summary: Vec<_> = records.iter().map(|r| (r.end, r.bytes_from_source, r.bytes_to_source)).collect();
+    assert_eq!(summary, [("completed", 5, 0), ("sourceReset", 14, 0)], "{records:?}");
+    let first = &records[0];
+    assert_eq!((first.cluster.as_deref(), first.response_flags.as_str()), (Some(cluster_name("raw").as_str()), "-"));
+    assert!(first.upstream_host.as_deref().is_some_and(|h| h.starts_with("127.0.0.1:")), "{first:?}");
+    assert_eq!(first.source_identity.as_deref(), Some("spiffe://cluster.local/ns/client/sa/sleep"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_tcp_connection_is_recorded_with_envoys_flag() {
+    // The only endpoint listens nowhere: connecting fails (UF).
+    let v1 = Upstream::ok("v1", false).await;
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut endpoint = v1.endpoint();
+    endpoint.port = u32::from(closed.local_addr().unwrap().port());
+    drop(closed);
+    let mesh = Mesh::start().await;
+    let port = PortRoutes {
+        port: u32::from(PORT),
+        name: "tcp".into(),
+        protocol: AppProtocol::Tcp as i32,
+        tcp: vec![TcpRoute { matches: vec![], clusters: vec![to("gone", 100)] }],
+        ..Default::default()
+    };
+    mesh.apply(vec![
+        table_with(port),
+        cluster_resource(cluster("gone", vec![endpoint], UpstreamProtocol::Unspecified)),
+    ])
+    .unwrap();
+    let mut tunnel = mesh.tunnel(vip()).await.unwrap();
+    let _ = tunnel.write_all(b"hello?").await;
+    let mut buf = [0u8; 8];
+    let read = tunnel.read(&mut buf).await;
+    assert!(!matches!(read, Ok(n) if n > 0), "nothing comes back: {read:?}");
+    let record = mesh.connection_records(1).await.remove(0);
+    assert_eq!((record.end, record.response_flags.as_str()), ("refused", "UF"), "{record:?}");
+    assert!(record.detail.as_deref().is_some_and(|d| d.contains("connect")), "{record:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,4 +427,5 @@ async fn a_tcp_route_connection_idle_for_the_clusters_idle_timeout_is_reset_both
     let read = tunnel.read(&mut buf).await;
     assert!(read.is_err(), "the idle connection is reset towards the client: {read:?}");
     assert_eq!(end_of(&mut reports).await, Some(Err(std::io::ErrorKind::ConnectionReset)), "and towards the server");
+    assert_eq!(mesh.connection_records(1).await[0].end, "idleTimeout");
 }
