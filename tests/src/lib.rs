@@ -45,6 +45,7 @@ pub mod run;
 pub mod service;
 pub mod sweep;
 pub mod testapp;
+pub mod tool;
 pub mod topology;
 pub mod waypoint;
 pub mod waypoint_bench;

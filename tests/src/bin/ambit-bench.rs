@@ -51,8 +51,14 @@ struct Sample {
     p99_us: f64,
 }
 
-fn main() -> anyhow::Result<()> {
-    let options = parse_args()?;
+const USAGE: &str = "usage: ambit-bench [--seconds N] [--rounds R] [--plain | --same-node local|hbone]";
+
+fn main() -> std::process::ExitCode {
+    ambit_e2e::tool::run("ambit-bench", USAGE, bench)
+}
+
+fn bench(args: &[String]) -> anyhow::Result<()> {
+    let options = parse_args(args)?;
     for tool in ["iperf3", "sockperf"] {
         which(tool).with_context(|| {
             format!("{tool} is not installed: `cargo xtask bench` installs it (apt-get install {tool})")
@@ -119,9 +125,9 @@ fn require_transport(cluster: &Cluster, client: &Pod, topology: &str, transport:
     Ok(())
 }
 
-fn parse_args() -> anyhow::Result<Options> {
+fn parse_args(args: &[String]) -> anyhow::Result<Options> {
     let mut options = Options { seconds: 5, rounds: 3, plain: false, same_node: "local".into() };
-    let mut args = std::env::args().skip(1);
+    let mut args = args.iter().cloned();
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
@@ -132,9 +138,7 @@ fn parse_args() -> anyhow::Result<Options> {
                 mode @ ("local" | "hbone") => options.same_node = mode.to_owned(),
                 other => bail!("--same-node is local or hbone (got {other})"),
             },
-            other => bail!(
-                "unknown argument {other}; usage: ambit-bench [--seconds N] [--rounds R] [--plain | --same-node local|hbone]"
-            ),
+            other => bail!("unknown argument {other}; {USAGE}"),
         }
     }
     if !(1..=60).contains(&options.seconds) || !(1..=20).contains(&options.rounds) {

@@ -16,8 +16,17 @@ use serde_json::Value;
 
 const AMBIENT: (&str, &str) = ("istio.io/dataplane-mode", "ambient");
 
-fn main() -> anyhow::Result<()> {
-    let hold = std::env::args().any(|a| a == "--hold");
+const USAGE: &str = "usage: ambit-demo [--hold]   (--hold: keep the mesh up until Enter is pressed)";
+
+fn main() -> std::process::ExitCode {
+    ambit_e2e::tool::run("ambit-demo", USAGE, run)
+}
+
+fn run(args: &[String]) -> anyhow::Result<()> {
+    if let Some(other) = args.iter().find(|a| *a != "--hold") {
+        anyhow::bail!("unknown argument {other}; {USAGE}");
+    }
+    let hold = args.iter().any(|a| a == "--hold");
     let started = Instant::now();
     println!("== Ambit local demo ==\n");
     println!("Starting a 2-node cluster: network namespaces as nodes and pods, a node proxy per node,");

@@ -2,7 +2,7 @@
 //! next to a direct connection, the L4 mesh and Envoy, in one run. See
 //! `ambit_e2e::waypoint_bench` and docs/benchmarks.md.
 
-fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    ambit_e2e::waypoint_bench::main(&args)
+fn main() -> std::process::ExitCode {
+    use ambit_e2e::waypoint_bench;
+    ambit_e2e::tool::run("ambit-waypoint-bench", waypoint_bench::USAGE, waypoint_bench::main)
 }
