@@ -19,7 +19,12 @@ pub fn resolve(host: &str, namespace: &str, cluster_domain: &str) -> String {
     if host == "*" || host.contains('.') || host.parse::<IpAddr>().is_ok() {
         return host.to_string();
     }
-    format!("{host}.{namespace}.svc.{cluster_domain}")
+    service_hostname(host, namespace, cluster_domain)
+}
+
+/// The DNS name of Service `name` in `namespace`: `<name>.<namespace>.svc.<cluster domain>`.
+pub fn service_hostname(name: &str, namespace: &str, cluster_domain: &str) -> String {
+    format!("{name}.{namespace}.svc.{cluster_domain}")
 }
 
 /// Whether `pattern` (possibly a wildcard such as `*.example.com` or `*`) covers `host`

@@ -15,7 +15,10 @@ use std::net::IpAddr;
 
 use ambit_common::{
     api::v1::{self as api, Resource, resource::Kind},
-    config::model::{Endpoint, EndpointSlice, Pod, Protocol, Service, ServicePort, TargetPort},
+    config::{
+        hosts,
+        model::{Endpoint, EndpointSlice, Pod, Protocol, Service, ServicePort, TargetPort},
+    },
 };
 
 use super::{
@@ -40,7 +43,7 @@ fn service(index: &Index<'_>, svc: &Service) -> api::Service {
     api::Service {
         name: name.clone(),
         namespace: namespace.clone(),
-        hostname: format!("{name}.{namespace}.svc.{}", index.mesh.cluster_domain),
+        hostname: hosts::service_hostname(name, namespace, &index.mesh.cluster_domain),
         vips: if svc.headless { Vec::new() } else { svc.cluster_ips.iter().copied().map(ip_bytes).collect() },
         ports: svc.ports.iter().map(service_port).collect(),
         endpoints: endpoints(index, svc),

@@ -185,7 +185,7 @@ fn is_live(pod: &Pod) -> bool {
 }
 
 fn service_hostname(name: &str, namespace: &str, mesh: &MeshConfig) -> String {
-    format!("{name}.{namespace}.svc.{}", mesh.cluster_domain)
+    ambit_common::config::hosts::service_hostname(name, namespace, &mesh.cluster_domain)
 }
 
 fn service_view<'a>(service: &'a Service, mesh: &MeshConfig) -> ServiceView<'a> {
