@@ -23,6 +23,8 @@ pub struct AccessRecord {
     /// Until the response body ended (sent whole, or abandoned), as Envoy's `%DURATION%`; the
     /// record is written then.
     pub duration_ms: u64,
+    /// `x-request-id`: the client's, or the one the waypoint made.
+    pub request_id: String,
     pub source_identity: Option<String>,
     pub source_address: String,
     /// The service address the client's tunnel was for (`vip:port`).
@@ -175,6 +177,7 @@ fn log(record: &AccessRecord) {
         "request",
         &[
             ("id", Value::Number(record.id)),
+            ("request_id", Value::Quoted(&record.request_id)),
             ("source", Value::Bare(&record.source_address)),
             ("identity", text(&record.source_identity)),
             // The request line's parts hold no spaces (hyper and h2 refuse them): bare, as before.

@@ -69,7 +69,8 @@ pub(super) async fn forward(
         let Some(copy) = body.replay() else {
             break Err(Failure::UpstreamReset { reason: crate::outcome::ResetReason::Remote, retried: tries > 1 });
         };
-        let request = message::upstream_request(parts, version, body::boxed(copy), upgrade.is_some());
+        let mut request = message::upstream_request(parts, version, body::boxed(copy), upgrade.is_some());
+        crate::proxy_headers::set_attempt(request.headers_mut(), tries);
         let now = Instant::now();
         let limit = match (per_try, deadline) {
             (Some(t), Some(d)) => Some((now + t).min(d)),

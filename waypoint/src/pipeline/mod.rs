@@ -18,7 +18,9 @@
 //! 9. response header operations (the cluster's, the route's) and CORS headers, on the upstream's
 //!    response and on the waypoint's own replies made after step 3.
 //!
-//! Every failure is answered by `outcome` as Envoy would; every request leaves one access record.
+//! On arrival a request gets Envoy's `x-request-id` and `x-forwarded-proto` when it has none
+//! ([`crate::proxy_headers`]). Every failure is answered by `outcome` as Envoy would; every
+//! request leaves one access record.
 
 mod forward;
 pub mod message;
@@ -35,6 +37,7 @@ use crate::{
     headers::HeaderOps,
     outcome::{Failure, GrpcStatus, RequestKind, ResponseFlags},
     proxy::{Downstream, Waypoint},
+    proxy_headers,
     records::AccessRecord,
     rewrite,
     route::{RequestView, Source},
@@ -58,10 +61,11 @@ pub async fn handle(wp: &Waypoint, down: &Downstream, request: Request<Incoming>
     let started = (Instant::now(), SystemTime::now());
     let snapshot = wp.config.current();
     let (mut parts, body) = request.into_parts();
+    let request_id = proxy_headers::on_arrival(&mut parts.headers, crate::rng::next_u64);
     let kind = RequestKind::of(&parts);
     let upgrade = if upgrade::is_websocket(&parts) { parts.extensions.remove::<OnUpgrade>() } else { None };
     let mut log = Log::default();
-    let record = base_record(&parts, down);
+    let record = AccessRecord { request_id, ..base_record(&parts, down) };
     // 1. The service port (owned here: the replies' header operations borrow from it).
     let service = snapshot.service(down.destination);
     let mut finishing = ResponseOps::default();

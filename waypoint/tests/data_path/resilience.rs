@@ -113,6 +113,56 @@ async fn the_waypoints_own_replies_after_routing_carry_the_response_header_opera
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_try_carries_the_request_id_the_proto_and_its_attempt_number() {
+    // Records each request's headers; fails the first one, so the route's retry makes a second.
+    let seen: Arc<std::sync::Mutex<Vec<http::HeaderMap>>> = Arc::default();
+    let record = seen.clone();
+    let upstream = Upstream::start(
+        "flaky",
+        false,
+        Arc::new(move |n, parts| {
+            record.lock().unwrap().push(parts.headers.clone());
+            Box::pin(async move { if n == 0 { reply(503, "busy") } else { reply(200, "ok") } })
+        }),
+    )
+    .await;
+    let mesh = Mesh::start().await;
+    let retry = RetryPolicy {
+        attempts: 2,
+        retry_on: vec![RetryOn::RetryOn5xx as i32],
+        backoff_base_interval_ms: 1,
+        ..Default::default()
+    };
+    let forward = Forward { clusters: vec![to("flaky", 100)], retry: Some(retry), ..Default::default() };
+    mesh.apply(vec![
+        table(AppProtocol::Http, vec![with_forward("flaky", forward)]),
+        cluster_resource(cluster("flaky", vec![upstream.endpoint()], UpstreamProtocol::Http1)),
+    ])
+    .unwrap();
+    let mut client = mesh.http1().await;
+    let (status, _, _) = read(send1(&mut client, get("/", &[])).await).await;
+    assert_eq!(status, StatusCode::OK);
+    let tries = seen.lock().unwrap().clone();
+    assert_eq!(tries.len(), 2, "one retry");
+    let header = |i: usize, name: &str| tries[i].get(name).map(|v| v.to_str().unwrap().to_owned());
+    let id = header(0, "x-request-id").expect("the waypoint made a request id");
+    assert_eq!((id.len(), &id[14..15]), (36, "4"), "a version 4 UUID: {id}");
+    assert_eq!(header(1, "x-request-id").as_deref(), Some(id.as_str()), "the retry carries the same id");
+    assert_eq!(
+        (header(0, "x-envoy-attempt-count"), header(1, "x-envoy-attempt-count")),
+        (Some("1".into()), Some("2".into()))
+    );
+    assert_eq!(header(0, "x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(mesh.last_record().await.request_id, id, "the access record has it too");
+
+    // A client's own request id is kept.
+    let (status, _, _) = read(send1(&mut client, get("/", &[("x-request-id", "client-chosen-1")])).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seen.lock().unwrap()[2]["x-request-id"], "client-chosen-1");
+    assert_eq!(mesh.last_record().await.request_id, "client-chosen-1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_are_made_until_success_or_the_limit_urx() {
     // Fails the first two requests, then succeeds.
     let flaky = Upstream::start(
