@@ -16,7 +16,8 @@
 //!    the load balancer picks, outcomes recorded for outlier detection, then the mirrors; a
 //!    WebSocket upgrade answered 101 becomes a tunnel ([`crate::upgrade`]);
 //! 9. response header operations (the cluster's, the route's) and CORS headers, on the upstream's
-//!    response and on the waypoint's own replies made after step 3.
+//!    response and on the waypoint's own replies once a route matched (the route is looked up
+//!    before step 2, so a 403 carries its headers, as Envoy's does).
 //!
 //! On arrival a request gets Envoy's `x-request-id` and `x-forwarded-proto` when it has none
 //! ([`crate::proxy_headers`]). Every failure is answered by `outcome` as Envoy would; every
@@ -77,6 +78,14 @@ pub async fn handle(wp: &Waypoint, down: &Downstream, request: Request<Incoming>
         };
         let source = Source { address: down.peer.ip(), identity: down.identity.clone() };
         let view = RequestView::new(&parts, &source);
+        // The route is known before authorization decides (Envoy resolves it for its filters'
+        // per-route configuration), so a denial carries the route's response headers; a request
+        // with no route is still denied before it is answered 404.
+        let route = service.router.select_http(&view).map(|(index, _)| &service.routes[index]);
+        if let Some(route) = route {
+            log.route = Some(route.name.clone());
+            finishing.route = Some(&route.response_headers);
+        }
         // 2. L7 authorization.
         if let Some(authz) = &snapshot.authz {
             let request = AuthzRequest {
@@ -91,10 +100,7 @@ pub async fn handle(wp: &Waypoint, down: &Downstream, request: Request<Incoming>
             }
         }
         // 3. Route selection.
-        let Some((index, _)) = service.router.select_http(&view) else { return Err(Failure::NoRoute) };
-        let route = &service.routes[index];
-        log.route = Some(route.name.clone());
-        finishing.route = Some(&route.response_headers);
+        let Some(route) = route else { return Err(Failure::NoRoute) };
         // 4. CORS.
         match route.cors.as_ref().map(|c| c.decide(&parts.method, &parts.headers)) {
             Some(CorsDecision::AnswerPreflight { headers }) => {
@@ -163,8 +169,8 @@ pub async fn handle(wp: &Waypoint, down: &Downstream, request: Request<Incoming>
 
 /// What step 9 does to the response, as far as the request got: the weighted cluster's then the
 /// route's response header operations, then the CORS headers. Envoy applies them to its own
-/// replies (a fault's abort, a redirect, 503, 504) as to the upstream's once the route is known,
-/// so a reply made after route selection gets them too; one made before (403, 404) does not.
+/// replies (a denial, a fault's abort, a redirect, 503, 504) as to the upstream's once the route
+/// is known, so every reply for a request that matched a route gets them; a 404 does not.
 #[derive(Default)]
 struct ResponseOps<'a> {
     target: Option<&'a HeaderOps>,

@@ -164,6 +164,11 @@ async fn authorization_denies_with_403_and_no_route_is_404() {
     };
     let only_api = HttpRoute {
         r#match: Some(HttpMatch { uri: prefix("/"), method: exact("GET"), ..Default::default() }),
+        response_headers: vec![ambit_common::api::v1::HeaderOperation {
+            action: ambit_common::api::v1::HeaderAction::Set as i32,
+            name: "x-route".into(),
+            value: "get".into(),
+        }],
         ..forward_route("get", vec![to("v1", 100)])
     };
     mesh.apply(vec![
@@ -173,13 +178,24 @@ async fn authorization_denies_with_403_and_no_route_is_404() {
     ])
     .unwrap();
     let mut client = mesh.http1().await;
-    let (status, _, body) = read(send1(&mut client, get("/admin/users", &[])).await).await;
+    let (status, headers, body) = read(send1(&mut client, get("/admin/users", &[])).await).await;
     assert_eq!((status, body.as_str()), (StatusCode::FORBIDDEN, "RBAC: access denied"));
-    assert!(mesh.last_record().await.detail.unwrap().contains("bookinfo/deny-admin"));
+    assert_eq!(headers["x-route"], "get", "the matched route's response headers, as on Envoy's 403");
+    let denied = mesh.last_record().await;
+    assert!(denied.detail.unwrap().contains("bookinfo/deny-admin"));
+    assert_eq!(denied.route_name.as_deref(), Some("get"));
     let post =
         http::Request::post("/x").header("host", HOST).body(http_body_util::Full::new(bytes::Bytes::new())).unwrap();
-    let (status, _, _) = read(send1(&mut client, post).await).await;
+    let (status, headers, _) = read(send1(&mut client, post).await).await;
     assert_eq!((status, mesh.last_record().await.response_flags.as_str()), (StatusCode::NOT_FOUND, "NR"));
+    assert!(headers.get("x-route").is_none());
+    // No route and denied: the denial comes first.
+    let post_admin = http::Request::post("/admin")
+        .header("host", HOST)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let (status, _, _) = read(send1(&mut client, post_admin).await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(v1.requests(), 0);
 }
 
