@@ -2,12 +2,17 @@
 //! a copy of what it passed on, up to a bound, so that a retry (or a mirror) can send the same
 //! body again; a bigger body streams uncopied and is not retried. Responses stream back as a
 //! [`Body`] that holds whatever must live until the exchange ends (circuit-breaker slots, the
-//! active-request count, the pooled connection).
+//! active-request count, the pooled connection), and that a route timeout can cut short
+//! ([`with_deadline`]); the route timeout starts when the request body has ended
+//! ([`ReplayBody::end`]).
 
 use std::{
     any::Any,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
 };
 
@@ -15,6 +20,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use tokio::{sync::Notify, time::Instant};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -77,8 +83,9 @@ struct Shared {
     len: usize,
     /// It did not fit: no copy can be made any more.
     overflow: bool,
-    /// The original body ended (its trailers, if any, are kept).
+    /// The original body ended (its trailers, if any, are kept), at `ended_at`.
     ended: bool,
+    ended_at: Option<Instant>,
     trailers: Option<HeaderMap>,
     limit: usize,
 }
@@ -87,6 +94,8 @@ struct Shared {
 /// from the original. Copies are meant to be read one after the other (one try at a time).
 pub struct ReplayBody {
     shared: Arc<Mutex<Shared>>,
+    /// Woken when the original body ends.
+    ended: Arc<Notify>,
     /// Chunks of `shared.chunks` this copy has produced.
     replayed: usize,
     /// The original, while this copy reads it.
@@ -107,10 +116,24 @@ impl ReplayBody {
             len: 0,
             overflow: false,
             ended: end_stream,
+            ended_at: end_stream.then(Instant::now),
             trailers: None,
             limit,
         };
-        Self { shared: Arc::new(Mutex::new(shared)), replayed: 0, rest: None, trailers_sent: false, end_stream, hint }
+        Self {
+            shared: Arc::new(Mutex::new(shared)),
+            ended: Arc::new(Notify::new()),
+            replayed: 0,
+            rest: None,
+            trailers_sent: false,
+            end_stream,
+            hint,
+        }
+    }
+
+    /// When the original body ends: what the route timeout waits for before it starts.
+    pub fn end(&self) -> RequestEnd {
+        RequestEnd { shared: self.shared.clone(), notify: self.ended.clone() }
     }
 
     /// Another copy from the start, or `None` when the body outgrew the limit.
@@ -118,6 +141,7 @@ impl ReplayBody {
         let shared = self.shared.lock().expect("replay body lock");
         (!shared.overflow).then(|| Self {
             shared: self.shared.clone(),
+            ended: self.ended.clone(),
             replayed: 0,
             rest: None,
             trailers_sent: false,
@@ -184,7 +208,8 @@ impl HttpBody for ReplayBody {
         };
         let polled = Pin::new(rest).poll_frame(cx);
         let mut shared = this.shared.lock().expect("replay body lock");
-        match polled {
+        let was_ended = shared.ended;
+        let result = match polled {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
                 shared.ended = true;
@@ -213,7 +238,13 @@ impl HttpBody for ReplayBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
+        };
+        if shared.ended && !was_ended {
+            shared.ended_at = Some(Instant::now());
+            drop(shared);
+            this.ended.notify_waiters();
         }
+        result
     }
 
     fn is_end_stream(&self) -> bool {
@@ -222,6 +253,67 @@ impl HttpBody for ReplayBody {
 
     fn size_hint(&self) -> SizeHint {
         self.hint
+    }
+}
+
+/// The end of a request body, shared by its copies (see [`ReplayBody::end`]).
+#[derive(Clone)]
+pub struct RequestEnd {
+    shared: Arc<Mutex<Shared>>,
+    notify: Arc<Notify>,
+}
+
+impl RequestEnd {
+    /// When the body ended, if it has.
+    pub fn at(&self) -> Option<Instant> {
+        self.shared.lock().expect("replay body lock").ended_at
+    }
+
+    /// Waits for the body to end; when it did.
+    pub async fn wait(&self) -> Instant {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(at) = self.at() {
+                return at;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// `body`, cut short with an error if `expiry` completes before it ends; `expired` says whether
+/// it did (the access record's `UT`). The error makes hyper reset the client's stream (HTTP/2) or
+/// close its connection (HTTP/1.1), as Envoy resets a response its route timeout interrupts.
+pub fn with_deadline(body: Body, expiry: Pin<Box<dyn Future<Output = ()> + Send>>, expired: Arc<AtomicBool>) -> Body {
+    Deadline { inner: body, expiry, expired }.boxed_unsync()
+}
+
+struct Deadline {
+    inner: Body,
+    expiry: Pin<Box<dyn Future<Output = ()> + Send>>,
+    expired: Arc<AtomicBool>,
+}
+
+impl HttpBody for Deadline {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.expiry.as_mut().poll(cx).is_ready() {
+            self.expired.store(true, Ordering::Relaxed);
+            return Poll::Ready(Some(Err("upstream request timeout (the route timeout expired mid-response)".into())));
+        }
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -273,6 +365,34 @@ mod tests {
         assert!(!probe.replayable());
         assert!(probe.replay().is_none());
         assert!(probe.complete().is_none());
+    }
+
+    #[tokio::test]
+    async fn the_end_of_the_original_is_known_to_every_copy() {
+        let body = ReplayBody::new(chunks(&["a", "b"]), 10);
+        let end = body.replay().unwrap().end();
+        assert!(end.at().is_none(), "not read yet");
+        let waiter = tokio::spawn({
+            let end = end.clone();
+            async move { end.wait().await }
+        });
+        assert_eq!(read(body).await, "ab");
+        let at = waiter.await.unwrap();
+        assert_eq!(end.at(), Some(at));
+        assert!(ReplayBody::new(empty(), 10).end().at().is_some(), "an empty body has ended on arrival");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_cuts_a_body_short_and_says_so() {
+        let expired = Arc::new(AtomicBool::new(false));
+        let never_ending =
+            boxed(http_body_util::StreamBody::new(futures::stream::pending::<Result<Frame<Bytes>, BoxError>>()));
+        let expiry = Box::pin(tokio::time::sleep(std::time::Duration::from_secs(5)));
+        let cut = with_deadline(never_ending, expiry, expired.clone());
+        assert!(cut.collect().await.is_err());
+        assert!(expired.load(Ordering::Relaxed));
+        let on_time = with_deadline(full("done"), Box::pin(std::future::pending()), Arc::new(AtomicBool::new(false)));
+        assert_eq!(on_time.collect().await.unwrap().to_bytes(), "done");
     }
 
     #[tokio::test]

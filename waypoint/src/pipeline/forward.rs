@@ -1,12 +1,16 @@
-//! Step 8 of the pipeline: sending a request upstream. The route timeout bounds all tries
-//! together; each try has the per-try timeout; after a failed try the retry policy decides,
+//! Step 8 of the pipeline: sending a request upstream. The route timeout, from the end of the
+//! client's request (as Envoy starts it), bounds all tries together and the response's body
+//! (cut short with a reset when it runs over); each try has the per-try timeout; after a failed try the retry policy decides,
 //! and a retry waits Envoy's jittered backoff and, when the policy says so, avoids the endpoints
 //! already tried. Every try's outcome goes to the cluster's outlier detector. Mirrors get a copy
 //! of the request once its body has been read whole (bodies larger than the replay buffer are
 //! not mirrored). A WebSocket upgrade goes on an upstream connection of its own, is never
 //! mirrored, and its 101 joins the two connections (`crate::upgrade`).
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
 
 use http::{Response, request::Parts};
 use hyper::{body::Incoming, upgrade::OnUpgrade};
@@ -14,7 +18,7 @@ use tokio::time::Instant;
 
 use super::{Log, message};
 use crate::{
-    body::{self, Body, REPLAY_LIMIT, ReplayBody},
+    body::{self, Body, REPLAY_LIMIT, ReplayBody, RequestEnd},
     lb::{LbContext, Pick},
     mirror,
     outcome::{Failure, RequestKind},
@@ -49,9 +53,9 @@ pub(super) async fn forward(
         upgrade = None;
     }
     let route_timeout = timeout::request_timeout(forward.timeout_ms, kind == RequestKind::Grpc, &parts.headers);
-    let deadline = route_timeout.map(|t| Instant::now() + t);
     let per_try = forward.retry.per_try_timeout(route_timeout);
     let body = ReplayBody::new(body::boxed(body), REPLAY_LIMIT);
+    let route = RouteDeadline { timeout: route_timeout, request_end: body.end() };
     let lb = LbContext { request: Some(parts), peer: down.peer, local: down.local };
     let mut tried: Vec<usize> = Vec::new();
     let mut request_sent = false;
@@ -71,23 +75,24 @@ pub(super) async fn forward(
         };
         let mut request = message::upstream_request(parts, version, body::boxed(copy), upgrade.is_some());
         crate::proxy_headers::set_attempt(request.headers_mut(), tries);
-        let now = Instant::now();
-        let limit = match (per_try, deadline) {
-            (Some(t), Some(d)) => Some((now + t).min(d)),
-            (Some(t), None) => Some(now + t),
-            (None, d) => d,
-        };
         let sent = cluster.send(endpoint, version, request, upgrade.is_some(), &wp.connector);
-        let result = match limit {
-            Some(limit) => tokio::time::timeout_at(limit, sent).await.ok(),
-            None => Some(sent.await),
+        let per_try_expired = async {
+            match per_try {
+                Some(timeout) => tokio::time::sleep(timeout).await,
+                None => std::future::pending().await,
+            }
         };
-        drop(retry_slot.take());
-        let (outcome, exchange) = match result {
-            None if deadline.is_some_and(|d| Instant::now() >= d) => {
+        // `None`: the per-try timeout expired first.
+        let result = tokio::select! {
+            result = sent => Some(result),
+            () = per_try_expired => None,
+            () = route.clone().expired() => {
                 cluster.record(endpoint, Outcome::Timeout);
                 break Err(Failure::RouteTimeout);
             }
+        };
+        drop(retry_slot.take());
+        let (outcome, exchange) = match result {
             None => {
                 request_sent = true;
                 cluster.record(endpoint, Outcome::Timeout);
@@ -120,7 +125,7 @@ pub(super) async fn forward(
                 crate::stats::inc(&wp.stats.retries);
                 drop(exchange);
                 let backoff = forward.retry.backoff(tries, crate::rng::below);
-                if !sleep_before(deadline, backoff).await {
+                if !sleep_before(route.at(), backoff).await {
                     break Err(Failure::RouteTimeout);
                 }
             }
@@ -145,6 +150,12 @@ pub(super) async fn forward(
         Some(downstream) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
             message::switched_response(response, downstream, guards)
         }
+        _ if route_timeout.is_some() => {
+            let expired = Arc::new(AtomicBool::new(false));
+            log.timed_out_mid_response = Some(expired.clone());
+            let response = message::downstream_response(response, guards);
+            response.map(|b| body::with_deadline(b, Box::pin(route.expired()), expired))
+        }
         _ => message::downstream_response(response, guards),
     };
     if let Some(cookie) = set_cookie
@@ -165,6 +176,30 @@ fn http_version(cluster: &ClusterState, down: &Downstream) -> HttpVersion {
             HttpVersion::Http2
         }
         UpstreamProtocol::Downstream | UpstreamProtocol::Unspecified => HttpVersion::Http1,
+    }
+}
+
+/// The route timeout (Envoy's global timeout): it starts once the client's request is complete
+/// (its body read to the end) and bounds the rest of the exchange — every try, the backoffs
+/// between them, and the response's body.
+#[derive(Clone)]
+struct RouteDeadline {
+    timeout: Option<Duration>,
+    request_end: RequestEnd,
+}
+
+impl RouteDeadline {
+    /// When it expires, once it has started.
+    fn at(&self) -> Option<Instant> {
+        Some(self.request_end.at()? + self.timeout?)
+    }
+
+    /// Completes when it expires; never without a timeout.
+    async fn expired(self) {
+        match self.timeout {
+            Some(timeout) => tokio::time::sleep_until(self.request_end.wait().await + timeout).await,
+            None => std::future::pending().await,
+        }
     }
 }
 

@@ -26,7 +26,13 @@
 mod forward;
 pub mod message;
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
 
 use http::{HeaderMap, Request, Response, StatusCode, header, request::Parts};
 use hyper::{body::Incoming, upgrade::OnUpgrade};
@@ -36,7 +42,7 @@ use crate::{
     body::Body,
     cors::CorsDecision,
     headers::HeaderOps,
-    outcome::{Failure, GrpcStatus, RequestKind, ResponseFlags},
+    outcome::{Failure, GrpcStatus, RequestKind, ResponseFlag, ResponseFlags},
     proxy::{Downstream, Waypoint},
     proxy_headers,
     records::AccessRecord,
@@ -55,6 +61,8 @@ pub(crate) struct Log {
     pub(crate) flags: ResponseFlags,
     pub(crate) mirrored: Vec<String>,
     pub(crate) detail: Option<String>,
+    /// Set if the route timeout cut the response's body short (`UT` then).
+    pub(crate) timed_out_mid_response: Option<Arc<AtomicBool>>,
 }
 
 /// Answers one request from `down`.
@@ -235,25 +243,33 @@ fn finish(
     record.upstream_hosts = log.upstream_hosts;
     record.response_code = response.status().as_u16();
     record.response_flags = log.flags.to_string();
+    let late_flags = log.timed_out_mid_response.map(|expired| (log.flags, expired));
     record.grpc_status = GrpcStatus::from_headers(response.headers()).map(GrpcStatus::code);
     record.mirrored = log.mirrored;
     record.detail = log.detail;
     crate::stats::inc(&wp.stats.requests);
     wp.stats.response(record.response_code);
-    let pending = PendingRecord { records: wp.records.clone(), record: Some(record), started: started.0 };
+    let pending = PendingRecord { records: wp.records.clone(), record: Some(record), started: started.0, late_flags };
     response.map(|body| crate::body::guarded(body, vec![Box::new(pending)]))
 }
 
 /// A finished request's record, stored when the response body is dropped.
 struct PendingRecord {
-    records: std::sync::Arc<crate::records::Records>,
+    records: Arc<crate::records::Records>,
     record: Option<AccessRecord>,
     started: Instant,
+    /// The flags so far, and whether the route timeout then cut the response short.
+    late_flags: Option<(ResponseFlags, Arc<AtomicBool>)>,
 }
 
 impl Drop for PendingRecord {
     fn drop(&mut self) {
         if let Some(mut record) = self.record.take() {
+            if let Some((flags, expired)) = &self.late_flags
+                && expired.load(Ordering::Relaxed)
+            {
+                record.response_flags = flags.with(ResponseFlag::UpstreamRequestTimeout).to_string();
+            }
             record.duration_ms = self.started.elapsed().as_millis() as u64;
             self.records.push(record);
         }

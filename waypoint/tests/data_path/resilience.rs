@@ -559,3 +559,98 @@ async fn grpc_requests_get_trailers_only_replies_and_grpc_retries() {
     let record = mesh.last_record().await;
     assert_eq!((record.response_flags.as_str(), record.grpc_status), ("FI", Some(8)));
 }
+
+type Frames = tokio::sync::mpsc::Receiver<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>;
+
+/// A body streamed from `frames`.
+fn streamed(
+    frames: Frames,
+) -> http_body_util::StreamBody<
+    tokio_stream::wrappers::ReceiverStream<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>,
+> {
+    http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(frames))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_route_timeout_starts_once_the_request_is_complete() {
+    // An upload that takes longer than the route timeout is not cut off: Envoy starts the
+    // timeout when the client's request is complete.
+    let upstream = Upstream::ok("v1", false).await;
+    let mesh = Mesh::start().await;
+    let forward = Forward { clusters: vec![to("v1", 100)], timeout_ms: 1_000, ..Default::default() };
+    mesh.apply(vec![
+        table(AppProtocol::Http, vec![with_forward("slow-upload", forward)]),
+        cluster_resource(cluster("v1", vec![upstream.endpoint()], UpstreamProtocol::Http1)),
+    ])
+    .unwrap();
+    let io = hyper_util::rt::TokioIo::new(mesh.tunnel(vip()).await.unwrap());
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(connection);
+    let (frames, body) = tokio::sync::mpsc::channel(1);
+    let request = http::Request::post("/upload").header("host", HOST).body(streamed(body)).unwrap();
+    let feeder = tokio::spawn(async move {
+        // Six chunks 300 ms apart: 1.8 s of upload.
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            frames.send(Ok(hyper::body::Frame::data(bytes::Bytes::from_static(b"chunk")))).await.unwrap();
+        }
+    });
+    let response = sender.send_request(request).await.unwrap();
+    feeder.await.unwrap();
+    let (status, _, body) = read(response).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "v1"), "the upload outlasting the timeout succeeds");
+    assert_eq!(mesh.last_record().await.response_flags, "-");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_route_timeout_bounds_the_response_body_and_resets_it_ut() {
+    // The upstream answers at once, then trickles its body (a chunk every 100 ms, 10 s at most):
+    // the route timeout of 1 s cuts the response short.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (delivered_tx, mut delivered) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let service = hyper::service::service_fn(move |_request: http::Request<hyper::body::Incoming>| {
+            let delivered = delivered_tx.clone();
+            async move {
+                let (frames, body) = tokio::sync::mpsc::channel(1);
+                tokio::spawn(async move {
+                    let mut sent = 0;
+                    for _ in 0..100 {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        if frames.send(Ok(hyper::body::Frame::data(bytes::Bytes::from_static(b"tick")))).await.is_err()
+                        {
+                            break;
+                        }
+                        sent += 1;
+                    }
+                    let _ = delivered.send(sent);
+                });
+                Ok::<_, std::convert::Infallible>(http::Response::new(streamed(body)))
+            }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+            .await;
+    });
+    let v1 = Upstream::ok("v1", false).await;
+    let mut endpoint = v1.endpoint();
+    endpoint.port = u32::from(port);
+    let mesh = Mesh::start().await;
+    let forward = Forward { clusters: vec![to("trickle", 100)], timeout_ms: 1_000, ..Default::default() };
+    mesh.apply(vec![
+        table(AppProtocol::Http, vec![with_forward("trickle", forward)]),
+        cluster_resource(cluster("trickle", vec![endpoint], UpstreamProtocol::Http1)),
+    ])
+    .unwrap();
+    let mut client = mesh.http1().await;
+    let response = send1(&mut client, get("/stream", &[])).await;
+    assert_eq!(response.status(), StatusCode::OK, "the headers came in time");
+    let body = http_body_util::BodyExt::collect(response.into_body()).await;
+    assert!(body.is_err(), "the body is cut short, not ended cleanly");
+    let record = mesh.last_record().await;
+    assert_eq!((record.response_code, record.response_flags.as_str()), (200, "UT"), "{record:?}");
+    let sent = delivered.recv().await.unwrap();
+    assert!(sent < 100, "the upstream's stream was closed too ({sent} chunks sent)");
+}
