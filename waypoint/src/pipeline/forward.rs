@@ -1,6 +1,7 @@
 //! Step 8 of the pipeline: sending a request upstream. The route timeout, from the end of the
 //! client's request (as Envoy starts it), bounds all tries together and the response's body
-//! (cut short with a reset when it runs over); each try has the per-try timeout; after a failed try the retry policy decides,
+//! (cut short with a reset when it runs over); each try has the per-try timeout, from the try's
+//! start or the request's end, whichever is later; after a failed try the retry policy decides,
 //! and a retry waits Envoy's jittered backoff and, when the policy says so, avoids the endpoints
 //! already tried. Every try's outcome goes to the cluster's outlier detector. Mirrors get a copy
 //! of the request once its body has been read whole (bodies larger than the replay buffer are
@@ -76,9 +77,13 @@ pub(super) async fn forward(
         let mut request = message::upstream_request(parts, version, body::boxed(copy), upgrade.is_some());
         crate::proxy_headers::set_attempt(request.headers_mut(), tries);
         let sent = cluster.send(endpoint, version, request, upgrade.is_some(), &wp.connector);
-        let per_try_expired = async {
+        // A try's timeout starts when the try does, or when the request is complete if it is not
+        // yet (Envoy's `createPerTryTimeoutOnRequestComplete`).
+        let try_started = Instant::now();
+        let request_end = route.request_end.clone();
+        let per_try_expired = async move {
             match per_try {
-                Some(timeout) => tokio::time::sleep(timeout).await,
+                Some(timeout) => tokio::time::sleep_until(request_end.wait().await.max(try_started) + timeout).await,
                 None => std::future::pending().await,
             }
         };

@@ -573,11 +573,18 @@ fn streamed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_route_timeout_starts_once_the_request_is_complete() {
-    // An upload that takes longer than the route timeout is not cut off: Envoy starts the
-    // timeout when the client's request is complete.
+    // An upload that takes longer than the route timeout and the per-try timeout is not cut off:
+    // Envoy starts both when the client's request is complete.
     let upstream = Upstream::ok("v1", false).await;
     let mesh = Mesh::start().await;
-    let forward = Forward { clusters: vec![to("v1", 100)], timeout_ms: 1_000, ..Default::default() };
+    let retry = RetryPolicy {
+        attempts: 2,
+        per_try_timeout_ms: 1_000,
+        retry_on: vec![RetryOn::RetryOn5xx as i32],
+        ..Default::default()
+    };
+    let forward =
+        Forward { clusters: vec![to("v1", 100)], timeout_ms: 1_000, retry: Some(retry), ..Default::default() };
     mesh.apply(vec![
         table(AppProtocol::Http, vec![with_forward("slow-upload", forward)]),
         cluster_resource(cluster("v1", vec![upstream.endpoint()], UpstreamProtocol::Http1)),
