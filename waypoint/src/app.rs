@@ -67,7 +67,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let identity = Identity::new(id, cert_rx, bundle_rx);
 
     let store = ConfigStore::default();
-    let waypoint = Waypoint::new(store.clone(), identity, HBONE_PORT);
+    let stream_idle_timeout = config.stream_idle_timeout_secs.map(std::time::Duration::from_secs);
+    let waypoint = Waypoint::new(store.clone(), identity, HBONE_PORT, stream_idle_timeout);
     // The workers first: the per-worker state clusters keep is sized when the first update is
     // compiled.
     let listeners = workers::bind(config.listen, config.workers)?;

@@ -51,6 +51,10 @@ pub struct Args {
     /// `--concurrency`); 0: one per CPU the process may run on.
     #[arg(long, env = "AMBIT_WORKERS", default_value_t = 0)]
     workers: usize,
+    /// An upgraded (WebSocket) connection through the waypoint with no byte either way for this
+    /// many seconds is closed (Envoy's `stream_idle_timeout`, 5 minutes unless set); 0: never.
+    #[arg(long, env = "AMBIT_STREAM_IDLE_TIMEOUT_SECS", default_value_t = 300)]
+    stream_idle_timeout_secs: u64,
     /// Log filter, in `tracing` EnvFilter syntax (e.g. `info`, `debug,access=info`).
     #[arg(long, env = "AMBIT_LOG", default_value = "info")]
     log: String,
@@ -78,6 +82,8 @@ pub struct Config {
     pub admin: SocketAddr,
     /// Worker threads (resolved: never 0).
     pub workers: usize,
+    /// `None`: upgraded connections are never closed for idleness.
+    pub stream_idle_timeout_secs: Option<u64>,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -140,6 +146,7 @@ impl Args {
             listen: self.listen,
             admin: self.admin,
             workers,
+            stream_idle_timeout_secs: (self.stream_idle_timeout_secs > 0).then_some(self.stream_idle_timeout_secs),
             log: self.log,
             log_format: self.log_format,
         })
@@ -180,6 +187,8 @@ mod tests {
         assert_eq!(dump["logFormat"], "text");
         assert_eq!(config.workers, std::thread::available_parallelism().unwrap().get(), "one per CPU");
         assert_eq!(parse(&["--workers=3"]).unwrap().workers, 3);
+        assert_eq!(config.stream_idle_timeout_secs, Some(300), "Envoy's default");
+        assert_eq!(parse(&["--stream-idle-timeout-secs=0"]).unwrap().stream_idle_timeout_secs, None, "0: never");
         let td = parse(&["--trust-domain=example.org"]).unwrap();
         assert_eq!(td.identity, "spiffe://example.org/ns/bookinfo/sa/waypoint");
     }

@@ -1,6 +1,6 @@
 //! Byte streams for hyper and the relay: the two halves of an HBONE stream as one stream
-//! ([`Joined`]), and a stream with bytes already read in front of it ([`Rewind`], after
-//! protocol detection).
+//! ([`Joined`]), a stream with bytes already read in front of it ([`Rewind`], after
+//! protocol detection), and any stream as a relay's [`Duplex`] ([`Plain`]).
 
 use std::{
     io,
@@ -10,7 +10,7 @@ use std::{
 
 use ambit_common::relay::{ChunkRead, ChunkWrite, Duplex, Reset};
 use bytes::{Buf, Bytes};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
 
 /// A read half and a write half as one stream.
 pub struct Joined<R, W> {
@@ -98,6 +98,43 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Any byte stream as a [`Duplex`] for the relay, for streams that cannot be reset (an upgraded
+/// HTTP/1.1 connection, behind hyper): their reset is a close.
+pub struct Plain<T>(pub T);
+
+pub struct PlainWrite<T>(WriteHalf<T>);
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for Plain<T> {
+    type Read = ReadHalf<T>;
+    type Write = PlainWrite<T>;
+
+    fn into_split(self) -> (ReadHalf<T>, PlainWrite<T>) {
+        let (read, write) = tokio::io::split(self.0);
+        (read, PlainWrite(write))
+    }
+}
+
+impl<T> Reset for PlainWrite<T> {
+    /// Dropping the half closes the stream once the read half is gone too.
+    fn reset(self) {}
+}
+
+impl<T: AsyncWrite> ChunkWrite for PlainWrite<T> {}
+
+impl<T: AsyncWrite> AsyncWrite for PlainWrite<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 

@@ -6,7 +6,9 @@
 //! and upstream on an HTTP/1.1 connection of its own with both headers kept. When the upstream
 //! answers `101 Switching Protocols`, the client gets the 101 and the two connections become one
 //! byte stream: [`relay`] copies both ways, passing each side's end of stream (half-close) to the
-//! other, until both are done. The request's guards (its circuit-breaker slots, its count in
+//! other, until both are done or nothing has moved either way for the waypoint's stream idle
+//! timeout (`--stream-idle-timeout-secs`, Envoy's `stream_idle_timeout` default of 5 minutes,
+//! which Istio keeps). The request's guards (its circuit-breaker slots, its count in
 //! LEAST_REQUEST, the upstream connection's slot) live as long as the tunnel. Any other answer
 //! goes back as an ordinary response.
 //!
@@ -16,9 +18,14 @@
 //! on either side, so an upgrade to a cluster whose upstream protocol is HTTP/2 is forwarded as a
 //! plain request, with a detail in its access record.
 
+use std::time::Duration;
+
+use ambit_common::relay::{relay as relay_bytes, relay_with_idle_timeout};
 use http::{HeaderMap, HeaderValue, Version, header, request::Parts};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+
+use crate::io::Plain;
 
 /// The upgrade protocol forwarded.
 pub const WEBSOCKET: &str = "websocket";
@@ -57,9 +64,15 @@ pub fn keep_upgrade_headers(headers: &mut HeaderMap, original: &HeaderMap) {
     }
 }
 
-/// Joins the client's upgraded connection to the upstream's and copies bytes both ways until
-/// both directions have ended; `guards` are dropped then. Runs as its own task.
-pub fn relay(downstream: OnUpgrade, upstream: OnUpgrade, guards: Vec<Box<dyn std::any::Any + Send>>) {
+/// Joins the client's upgraded connection to the upstream's and relays bytes both ways until
+/// both directions have ended, or until nothing has moved either way for `idle`; `guards` are
+/// dropped then. Runs as its own task.
+pub fn relay(
+    downstream: OnUpgrade,
+    upstream: OnUpgrade,
+    guards: Vec<Box<dyn std::any::Any + Send>>,
+    idle: Option<Duration>,
+) {
     tokio::spawn(async move {
         let _guards = guards;
         let (downstream, upstream) = match tokio::try_join!(downstream, upstream) {
@@ -69,11 +82,13 @@ pub fn relay(downstream: OnUpgrade, upstream: OnUpgrade, guards: Vec<Box<dyn std
                 return;
             }
         };
-        let (mut downstream, mut upstream) = (TokioIo::new(downstream), TokioIo::new(upstream));
-        match tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await {
-            Ok((sent, received)) => tracing::debug!(sent, received, "upgraded connection ended"),
-            Err(e) => tracing::debug!(error = %e, "upgraded connection ended with an error"),
-        }
+        let (downstream, upstream) = (Plain(TokioIo::new(downstream)), Plain(TokioIo::new(upstream)));
+        let outcome = match idle {
+            Some(idle) => relay_with_idle_timeout(downstream, upstream, idle).await,
+            None => relay_bytes(downstream, upstream).await,
+        };
+        tracing::debug!(end = ?outcome.end, sent = outcome.bytes_from_source, received = outcome.bytes_to_source,
+            "upgraded connection ended");
     });
 }
 

@@ -153,7 +153,7 @@ pub(super) async fn forward(
     let (Exchange { response, guards }, set_cookie) = result?;
     let mut response = match upgrade {
         Some(downstream) if response.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
-            message::switched_response(response, downstream, guards)
+            message::switched_response(response, downstream, guards, wp.stream_idle_timeout)
         }
         _ if route_timeout.is_some() => {
             let expired = Arc::new(AtomicBool::new(false));

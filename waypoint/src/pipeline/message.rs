@@ -89,11 +89,12 @@ pub fn downstream_response(response: Response<Incoming>, guards: Vec<Box<dyn std
 
 /// The upstream's `101 Switching Protocols` for the client, the two connections joined once
 /// both sides have switched (`downstream`: the client connection's upgrade); `guards` live until
-/// the tunnel ends.
+/// the tunnel ends, which it does after `idle` without a byte either way.
 pub fn switched_response(
     mut response: Response<Incoming>,
     downstream: OnUpgrade,
     guards: Vec<Box<dyn std::any::Any + Send>>,
+    idle: Option<std::time::Duration>,
 ) -> Response<Body> {
     let upstream = hyper::upgrade::on(&mut response);
     let (mut head, _) = response.into_parts();
@@ -101,7 +102,7 @@ pub fn switched_response(
     strip_hop_by_hop(&mut head.headers);
     upgrade::keep_upgrade_headers(&mut head.headers, &original);
     head.version = Version::default();
-    upgrade::relay(downstream, upstream, guards);
+    upgrade::relay(downstream, upstream, guards, idle);
     Response::from_parts(head, body::empty())
 }
 

@@ -6,7 +6,7 @@ pub mod http;
 pub mod inbound;
 pub mod tcp;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use ambit_common::{hbone, identity::SpiffeId};
 
@@ -22,11 +22,22 @@ pub struct Waypoint {
     /// response body ends.
     pub records: Arc<Records>,
     pub stats: Stats,
+    /// An upgraded (WebSocket) connection with no byte either way for this long is closed;
+    /// `None`: never.
+    pub stream_idle_timeout: Option<Duration>,
 }
+
+/// Envoy's `stream_idle_timeout` when none is configured, which Istio keeps.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl Waypoint {
     /// `hbone_port`: where endpoints' HBONE listeners are (15008).
-    pub fn new(config: ConfigStore, identity: Identity, hbone_port: u16) -> Arc<Self> {
+    pub fn new(
+        config: ConfigStore,
+        identity: Identity,
+        hbone_port: u16,
+        stream_idle_timeout: Option<Duration>,
+    ) -> Arc<Self> {
         let settings = hbone::Settings::default();
         Arc::new(Self {
             config,
@@ -35,6 +46,7 @@ impl Waypoint {
             hbone: settings,
             records: Arc::default(),
             stats: Stats::default(),
+            stream_idle_timeout,
         })
     }
 }

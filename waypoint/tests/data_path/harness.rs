@@ -68,8 +68,14 @@ impl Mesh {
     /// A waypoint on 127.0.0.1 with a certificate from `ca`, its endpoints' HBONE port
     /// `hbone_port`.
     pub(crate) async fn start_on(ca: TestCa, hbone_port: u16) -> Self {
+        Self::start_with(ca, hbone_port, Some(ambit_waypoint::proxy::DEFAULT_STREAM_IDLE_TIMEOUT)).await
+    }
+
+    /// [`Mesh::start_on`] with the waypoint's stream idle timeout.
+    pub(crate) async fn start_with(ca: TestCa, hbone_port: u16, stream_idle_timeout: Option<Duration>) -> Self {
         let cert = ca.issue(&id("bookinfo", "waypoint"), Duration::from_secs(3600));
-        let waypoint = Waypoint::new(ConfigStore::default(), Identity::fixed(cert, ca.bundle()), hbone_port);
+        let identity = Identity::fixed(cert, ca.bundle());
+        let waypoint = Waypoint::new(ConfigStore::default(), identity, hbone_port, stream_idle_timeout);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(inbound::serve(listener, waypoint.clone()));

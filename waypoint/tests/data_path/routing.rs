@@ -445,3 +445,59 @@ async fn a_tcp_route_connection_idle_for_the_clusters_idle_timeout_is_reset_both
     assert_eq!(end_of(&mut reports).await, Some(Err(std::io::ErrorKind::ConnectionReset)), "and towards the server");
     assert_eq!(mesh.connection_records(1).await[0].end, "idleTimeout");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_connection_idle_for_the_stream_idle_timeout_is_closed() {
+    // An upstream that switches protocols and then echoes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let service = hyper::service::service_fn(|mut request: http::Request<hyper::body::Incoming>| async move {
+            let upgrade = hyper::upgrade::on(&mut request);
+            tokio::spawn(async move {
+                let mut io = hyper_util::rt::TokioIo::new(upgrade.await.unwrap());
+                let (mut read, mut write) = tokio::io::split(&mut io);
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+            });
+            let response = http::Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header("connection", "upgrade")
+                .header("upgrade", "websocket")
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        let io = hyper_util::rt::TokioIo::new(tcp);
+        let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).with_upgrades().await;
+    });
+    let v1 = Upstream::ok("v1", false).await;
+    let mut endpoint = v1.endpoint();
+    endpoint.port = u32::from(port);
+    let ca = ambit_common::identity::testing::TestCa::new(TD);
+    let mesh = Mesh::start_with(ca, 15008, Some(std::time::Duration::from_millis(300))).await;
+    mesh.apply(vec![
+        table(AppProtocol::Http, vec![forward_route("ws", vec![to("ws", 100)])]),
+        cluster_resource(cluster("ws", vec![endpoint], UpstreamProtocol::Http1)),
+    ])
+    .unwrap();
+    let io = hyper_util::rt::TokioIo::new(mesh.tunnel(vip()).await.unwrap());
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(connection.with_upgrades());
+    let request = http::Request::get("/ws")
+        .header("host", HOST)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let mut response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
+    let mut tunnel = hyper_util::rt::TokioIo::new(hyper::upgrade::on(&mut response).await.unwrap());
+    tunnel.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    tunnel.read_exact(&mut buf).await.unwrap();
+    assert_eq!(&buf, b"ping", "the tunnel works");
+    // Then nothing moves: the waypoint closes it (a generous bound, only so a failure does not hang).
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(30), tunnel.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0) | Err(_))), "the idle tunnel is closed: {closed:?}");
+}
