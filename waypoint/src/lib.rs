@@ -36,7 +36,7 @@
 //! | [`snapshot`] | each accepted update compiled into an immutable snapshot (service ports by VIP and port, bound workloads by address with a port synthesized per pod port used, routes, clusters, policies); a bad one is NACKed |
 //! | [`proxy`] | HBONE in (mTLS, CONNECT by `vip:port`), HTTP/1.1 or HTTP/2 per stream, TCP routes relayed |
 //! | [`pipeline`] | [`pipeline::handle`]: every step of a request in one function, and the forwarding with retries and mirrors |
-//! | [`proxy_headers`] | the headers Envoy adds to forwarded requests: `x-request-id`, `x-forwarded-proto`, `x-envoy-attempt-count` |
+//! | [`proxy_headers`] | the headers Envoy adds to forwarded requests: `x-request-id`, `x-forwarded-proto`, `x-envoy-attempt-count`, `x-envoy-expected-rq-timeout-ms` |
 //! | [`upgrade`] | WebSocket upgrades: recognised, kept upstream over HTTP/1.1, and after a 101 the two connections relayed as one byte stream |
 //! | [`upstream`] | clusters at run time: load balancer, outlier detector, circuit breakers, pooled HTTP/1.1 and HTTP/2 connections over TCP or HBONE |
 //! | [`body`] | streamed bodies: a bounded replay copy for retries and mirrors, responses that hold their guards |

@@ -7,7 +7,9 @@
 //! - `x-forwarded-proto`: kept, else `http` (the mutual TLS of the tunnel ends at the waypoint;
 //!   the request inside it is plaintext, as Envoy's internal listener sees it);
 //! - `x-envoy-attempt-count`: the try's number, from 1 (Istio turns on
-//!   `include_request_attempt_count` for the virtual hosts it builds).
+//!   `include_request_attempt_count` for the virtual hosts it builds);
+//! - `x-envoy-expected-rq-timeout-ms`: how long the try may take, when a timeout bounds it (the
+//!   per-try timeout, else what is left of the route timeout), so the upstream can give up early.
 //!
 //! Not added, as an Istio waypoint does not: `x-forwarded-for` (Envoy appends it only with
 //! `use_remote_address`, which Istio sets on gateways).
@@ -17,6 +19,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
+pub const EXPECTED_TIMEOUT: HeaderName = HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
 
 /// Adds what a request gets on arrival; returns its request id.
 pub fn on_arrival(headers: &mut HeaderMap, mut draw: impl FnMut() -> u64) -> String {
@@ -36,6 +39,20 @@ pub fn on_arrival(headers: &mut HeaderMap, mut draw: impl FnMut() -> u64) -> Str
 /// Sets the try number on a try's request.
 pub fn set_attempt(headers: &mut HeaderMap, attempt: u32) {
     headers.insert(ATTEMPT_COUNT, HeaderValue::from(attempt));
+}
+
+/// Sets how long a try may take, in whole milliseconds (at least 1), or removes the header when
+/// no timeout bounds it.
+pub fn set_expected_timeout(headers: &mut HeaderMap, timeout: Option<std::time::Duration>) {
+    match timeout {
+        Some(timeout) => {
+            let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+            headers.insert(EXPECTED_TIMEOUT, HeaderValue::from(ms));
+        }
+        None => {
+            headers.remove(EXPECTED_TIMEOUT);
+        }
+    }
 }
 
 /// A version 4 (random) UUID made of two 64-bit draws, in its hyphenated lower-case form.
@@ -80,5 +97,12 @@ mod tests {
         set_attempt(&mut added, 2);
         set_attempt(&mut added, 3);
         assert_eq!(added.get_all(ATTEMPT_COUNT).iter().map(|v| v.as_bytes()).collect::<Vec<_>>(), [b"3"]);
+
+        set_expected_timeout(&mut added, Some(std::time::Duration::from_micros(2_500_900)));
+        assert_eq!(added[EXPECTED_TIMEOUT], "2500");
+        set_expected_timeout(&mut added, Some(std::time::Duration::from_micros(10)));
+        assert_eq!(added[EXPECTED_TIMEOUT], "1", "never 0, which would mean no timeout");
+        set_expected_timeout(&mut added, None);
+        assert!(!added.contains_key(EXPECTED_TIMEOUT), "a client's own value is not passed on as ours");
     }
 }

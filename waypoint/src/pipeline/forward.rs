@@ -76,6 +76,7 @@ pub(super) async fn forward(
         };
         let mut request = message::upstream_request(parts, version, body::boxed(copy), upgrade.is_some());
         crate::proxy_headers::set_attempt(request.headers_mut(), tries);
+        crate::proxy_headers::set_expected_timeout(request.headers_mut(), per_try.or_else(|| route.left()));
         let sent = cluster.send(endpoint, version, request, upgrade.is_some(), &wp.connector);
         // A try's timeout starts when the try does, or when the request is complete if it is not
         // yet (Envoy's `createPerTryTimeoutOnRequestComplete`).
@@ -197,6 +198,12 @@ impl RouteDeadline {
     /// When it expires, once it has started.
     fn at(&self) -> Option<Instant> {
         Some(self.request_end.at()? + self.timeout?)
+    }
+
+    /// What is left of it: all of it until it has started, nothing once it has expired.
+    fn left(&self) -> Option<Duration> {
+        let timeout = self.timeout?;
+        Some(self.at().map_or(timeout, |at| at.saturating_duration_since(Instant::now())))
     }
 
     /// Completes when it expires; never without a timeout.

@@ -113,7 +113,7 @@ async fn the_waypoints_own_replies_after_routing_carry_the_response_header_opera
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_try_carries_the_request_id_the_proto_and_its_attempt_number() {
+async fn every_try_carries_the_request_id_the_proto_its_attempt_number_and_its_timeout() {
     // Records each request's headers; fails the first one, so the route's retry makes a second.
     let seen: Arc<std::sync::Mutex<Vec<http::HeaderMap>>> = Arc::default();
     let record = seen.clone();
@@ -129,11 +129,13 @@ async fn every_try_carries_the_request_id_the_proto_and_its_attempt_number() {
     let mesh = Mesh::start().await;
     let retry = RetryPolicy {
         attempts: 2,
+        per_try_timeout_ms: 5_000,
         retry_on: vec![RetryOn::RetryOn5xx as i32],
         backoff_base_interval_ms: 1,
         ..Default::default()
     };
-    let forward = Forward { clusters: vec![to("flaky", 100)], retry: Some(retry), ..Default::default() };
+    let forward =
+        Forward { clusters: vec![to("flaky", 100)], retry: Some(retry), timeout_ms: 10_000, ..Default::default() };
     mesh.apply(vec![
         table(AppProtocol::Http, vec![with_forward("flaky", forward)]),
         cluster_resource(cluster("flaky", vec![upstream.endpoint()], UpstreamProtocol::Http1)),
@@ -153,6 +155,7 @@ async fn every_try_carries_the_request_id_the_proto_and_its_attempt_number() {
         (Some("1".into()), Some("2".into()))
     );
     assert_eq!(header(0, "x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(header(1, "x-envoy-expected-rq-timeout-ms").as_deref(), Some("5000"), "the per-try timeout");
     assert_eq!(mesh.last_record().await.request_id, id, "the access record has it too");
 
     // A client's own request id is kept.
