@@ -26,14 +26,22 @@ pub fn on_arrival(headers: &mut HeaderMap, mut draw: impl FnMut() -> u64) -> Str
     if !headers.contains_key(&FORWARDED_PROTO) {
         headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
-    match headers.get(&REQUEST_ID).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
-        Some(id) => id.to_owned(),
-        None => {
-            let id = uuid_v4(draw(), draw());
-            headers.insert(REQUEST_ID, HeaderValue::from_str(&id).expect("hex digits and dashes"));
-            id
-        }
+    // Marked sensitive: HPACK then never indexes it. A value unique to each request would only
+    // churn the HTTP/2 connection's header table (evicting the values that do repeat) and cost a
+    // table search per request.
+    if let Some(value) = headers.get_mut(&REQUEST_ID)
+        && let Ok(id) = value.to_str()
+        && !id.is_empty()
+    {
+        let id = id.to_owned();
+        value.set_sensitive(true);
+        return id;
     }
+    let id = uuid_v4(draw(), draw());
+    let mut value = HeaderValue::from_str(&id).expect("hex digits and dashes");
+    value.set_sensitive(true);
+    headers.insert(REQUEST_ID, value);
+    id
 }
 
 /// Sets the try number on a try's request.
@@ -93,6 +101,7 @@ mod tests {
         let id = on_arrival(&mut added, || draws.next().unwrap());
         assert_eq!(id, "00000000-0000-4001-8000-000000000002");
         assert_eq!((added[REQUEST_ID].as_bytes(), added[FORWARDED_PROTO].as_bytes()), (id.as_bytes(), &b"http"[..]));
+        assert!(added[REQUEST_ID].is_sensitive() && kept[REQUEST_ID].is_sensitive(), "never indexed by HPACK");
 
         set_attempt(&mut added, 2);
         set_attempt(&mut added, 3);
