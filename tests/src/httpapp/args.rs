@@ -19,7 +19,7 @@ usage:
                         [--timeout-ms T]
 `{i}` in a --header value is replaced by the request's index (a unique x-httpapp-key per request).
 Server control headers: x-httpapp-status, x-httpapp-delay-ms, x-httpapp-fail-first + x-httpapp-key,
-x-httpapp-fail-on (server names that answer 503). `serve` answers `Upgrade: websocket` with 101
+x-httpapp-fail-on (server names that answer 503), x-httpapp-reply: brief (only servedBy, no echo). `serve` answers `Upgrade: websocket` with 101
 and then writes its name and a newline and echoes every byte; `upgrade` sends N bytes after the 101.
 Output: one JSON event per line on stdout.";
 

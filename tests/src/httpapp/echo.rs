@@ -43,6 +43,9 @@ pub(super) async fn answer(state: &State, request: Request<Incoming>) -> Respons
     if !script.delay.is_zero() {
         tokio::time::sleep(script.delay).await;
     }
+    if script.brief {
+        return reply(status, &json!({"servedBy": state.name}));
+    }
     reply(status, &echo_body(&state.name, &seen, body_bytes))
 }
 

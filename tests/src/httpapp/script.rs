@@ -16,6 +16,9 @@ pub(super) const FAIL_FIRST: &str = "x-httpapp-fail-first";
 pub(super) const FAIL_ON: &str = "x-httpapp-fail-on";
 /// Groups requests for `x-httpapp-fail-first` (absent: one group for all requests without it).
 pub(super) const KEY: &str = "x-httpapp-key";
+/// `brief`: answer `{"servedBy": <name>}` only, not the echo of the request (whose size would
+/// grow with every header a proxy adds: benchmarks compare proxies, not their headers).
+pub(super) const REPLY: &str = "x-httpapp-reply";
 
 /// What the control headers of one request ask for.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -26,6 +29,8 @@ pub(super) struct Script {
     pub(super) fail_first: Option<(u64, String)>,
     /// Server names that answer 503.
     pub(super) fail_on: Vec<String>,
+    /// Answer with the server's name only.
+    pub(super) brief: bool,
 }
 
 impl Script {
@@ -48,7 +53,12 @@ impl Script {
         let fail_on = text(headers, FAIL_ON)?
             .map(|names| names.split(',').map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).collect())
             .unwrap_or_default();
-        Ok(Self { status, delay, fail_first, fail_on })
+        let brief = match text(headers, REPLY)? {
+            None => false,
+            Some("brief") => true,
+            Some(other) => return Err(format!("{REPLY} {other:?}: expected brief")),
+        };
+        Ok(Self { status, delay, fail_first, fail_on, brief })
     }
 
     /// Whether the server named `name` is told to fail this request.
@@ -119,6 +129,7 @@ mod tests {
         assert_eq!(script.status, Some(StatusCode::IM_A_TEAPOT));
         assert_eq!(script.delay, Duration::from_millis(25));
         assert_eq!(script.fail_first, Some((2, "req-7".to_owned())));
+        assert!(!script.brief && Script::from_headers(&headers(&[(REPLY, "brief")])).unwrap().brief);
     }
 
     #[test]
@@ -131,7 +142,7 @@ mod tests {
 
     #[test]
     fn malformed_control_headers_name_the_header() {
-        for (name, value) in [(STATUS, "abc"), (STATUS, "42"), (DELAY_MS, "-1"), (FAIL_FIRST, "x")] {
+        for (name, value) in [(STATUS, "abc"), (STATUS, "42"), (DELAY_MS, "-1"), (FAIL_FIRST, "x"), (REPLY, "long")] {
             let err = Script::from_headers(&headers(&[(name, value)])).unwrap_err();
             assert!(err.starts_with(name), "{err}");
         }

@@ -138,6 +138,10 @@ pub(super) fn args(
         &if mode == Mode::OneByOne { 1 } else { options.concurrency }.to_string(),
         "--timeout-ms",
         "5000",
+        // The same small answer whatever headers the proxy on the path adds (the echo grows with
+        // them): what is compared is the proxies' work, not the size of their headers.
+        "--header",
+        "x-httpapp-reply: brief",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -217,6 +221,7 @@ mod tests {
         let fixed = text(Mode::FixedRate);
         assert!(fixed.contains("--rate 1000 --count 3000 --deadline-ms 13000"), "{fixed}");
         assert!(fixed.contains("--protocol h2c") && fixed.contains("--concurrency 16"), "{fixed}");
+        assert!(fixed.contains("--header x-httpapp-reply: brief"), "{fixed}");
         let one = text(Mode::OneByOne);
         assert!(one.contains("--concurrency 1 ") && one.contains("--deadline-ms 3000"), "{one}");
         let counted = text(Mode::Count(200));
