@@ -159,8 +159,9 @@ async fn pump<R: ChunkRead, W: ChunkWrite>(
     }
 }
 
-/// When bytes last moved, as milliseconds since the relay started.
+/// A relay's idle timeout, and when bytes last moved (milliseconds since the relay started).
 struct Activity {
+    idle: Duration,
     started: tokio::time::Instant,
     last_ms: AtomicU64,
 }
@@ -171,8 +172,8 @@ impl Activity {
     }
 
     /// When the relay becomes idle if nothing moves before then.
-    fn deadline(&self, idle: Duration) -> tokio::time::Instant {
-        self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + idle
+    fn deadline(&self) -> tokio::time::Instant {
+        self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + self.idle
     }
 }
 
@@ -192,9 +193,13 @@ pub async fn relay_until<S: Duplex, U: Duplex>(
 
 /// [`relay`], but resetting both sides once no byte has moved either way for `idle` (Envoy's
 /// TCP proxy `idle_timeout`, which Istio sets from a DestinationRule's
-/// `connectionPool.tcp.idleTimeout`).
-pub async fn relay_with_idle_timeout<S: Duplex, U: Duplex>(source: S, upstream: U, idle: Duration) -> RelayOutcome {
-    relay_watched(source, upstream, std::future::pending(), Some(idle)).await
+/// `connectionPool.tcp.idleTimeout`); `None`: exactly [`relay`].
+pub async fn relay_with_idle_timeout<S: Duplex, U: Duplex>(
+    source: S,
+    upstream: U,
+    idle: Option<Duration>,
+) -> RelayOutcome {
+    relay_watched(source, upstream, std::future::pending(), idle).await
 }
 
 async fn relay_watched<S: Duplex, U: Duplex>(
@@ -206,7 +211,7 @@ async fn relay_watched<S: Duplex, U: Duplex>(
     let (mut source_read, mut source_write) = source.into_split();
     let (mut upstream_read, mut upstream_write) = upstream.into_split();
     let (from_source, to_source) = (AtomicU64::new(0), AtomicU64::new(0));
-    let activity = idle.map(|_| Activity { started: tokio::time::Instant::now(), last_ms: AtomicU64::new(0) });
+    let activity = idle.map(|idle| Activity { idle, started: tokio::time::Instant::now(), last_ms: AtomicU64::new(0) });
     let result = {
         let forward = pump(&mut source_read, &mut upstream_write, &from_source, activity.as_ref());
         let backward = pump(&mut upstream_read, &mut source_write, &to_source, activity.as_ref());
@@ -216,10 +221,11 @@ async fn relay_watched<S: Duplex, U: Duplex>(
         loop {
             tokio::select! {
                 () = &mut cancel => break Err((RelayEnd::Cancelled, io::Error::other("cancelled"))),
-                () = &mut idle_timer, if idle.is_some() => {
-                    let (Some(idle), Some(activity)) = (idle, &activity) else { continue };
-                    let deadline = activity.deadline(idle);
+                () = &mut idle_timer, if activity.is_some() => {
+                    let Some(activity) = &activity else { continue };
+                    let deadline = activity.deadline();
                     if tokio::time::Instant::now() >= deadline {
+                        let idle = activity.idle;
                         let error = io::Error::new(io::ErrorKind::TimedOut, format!("no bytes either way for {idle:?}"));
                         break Err((RelayEnd::IdleTimeout, error));
                     }

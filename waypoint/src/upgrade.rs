@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use ambit_common::relay::{relay as relay_bytes, relay_with_idle_timeout};
+use ambit_common::relay::relay_with_idle_timeout;
 use http::{HeaderMap, HeaderValue, Version, header, request::Parts};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -56,11 +56,11 @@ fn upgrade_is_websocket(headers: &HeaderMap) -> bool {
 }
 
 /// Puts back the two headers that make a message an upgrade, after hop-by-hop headers were
-/// dropped: `Connection: upgrade` and the `Upgrade` value `original` had.
-pub fn keep_upgrade_headers(headers: &mut HeaderMap, original: &HeaderMap) {
+/// dropped: `Connection: upgrade`, and `upgrade` (the message's own `Upgrade` value).
+pub fn keep_upgrade_headers(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    if let Some(upgrade) = original.get(header::UPGRADE) {
-        headers.insert(header::UPGRADE, upgrade.clone());
+    if let Some(upgrade) = upgrade {
+        headers.insert(header::UPGRADE, upgrade);
     }
 }
 
@@ -83,10 +83,7 @@ pub fn relay(
             }
         };
         let (downstream, upstream) = (Plain(TokioIo::new(downstream)), Plain(TokioIo::new(upstream)));
-        let outcome = match idle {
-            Some(idle) => relay_with_idle_timeout(downstream, upstream, idle).await,
-            None => relay_bytes(downstream, upstream).await,
-        };
+        let outcome = relay_with_idle_timeout(downstream, upstream, idle).await;
         tracing::debug!(end = ?outcome.end, sent = outcome.bytes_from_source, received = outcome.bytes_to_source,
             "upgraded connection ended");
     });
@@ -120,7 +117,7 @@ mod tests {
     fn upgrade_headers_come_back_after_hop_by_hop_removal() {
         let original = parts(Request::get("/").header("connection", "Upgrade").header("upgrade", "websocket"));
         let mut headers = HeaderMap::new();
-        keep_upgrade_headers(&mut headers, &original.headers);
+        keep_upgrade_headers(&mut headers, original.headers.get(header::UPGRADE).cloned());
         assert_eq!(headers["connection"], "upgrade");
         assert_eq!(headers["upgrade"], "websocket");
     }

@@ -103,7 +103,7 @@ async fn cancelling_resets_both_sides() {
 async fn traffic_either_way_keeps_a_relay_open_and_idleness_resets_both_sides() {
     let (mut app, source) = pair().await;
     let (upstream, mut server) = pair().await;
-    let relay = tokio::spawn(relay_with_idle_timeout(source, upstream, Duration::from_secs(60)));
+    let relay = tokio::spawn(relay_with_idle_timeout(source, upstream, Some(Duration::from_secs(60))));
     // A byte every 40 s, in turn each way: the relay outlives its 60 s idle timeout twice over.
     let mut buf = [0u8; 4];
     for round in 0..3 {

@@ -56,7 +56,7 @@ pub fn upstream_request(parts: &Parts, version: HttpVersion, body: Body, upgrade
     let mut headers = parts.headers.clone();
     strip_hop_by_hop(&mut headers);
     if upgrade && version == HttpVersion::Http1 {
-        upgrade::keep_upgrade_headers(&mut headers, &parts.headers);
+        upgrade::keep_upgrade_headers(&mut headers, parts.headers.get(header::UPGRADE).cloned());
     }
     let (uri, version) = match version {
         HttpVersion::Http1 => {
@@ -98,9 +98,9 @@ pub fn switched_response(
 ) -> Response<Body> {
     let upstream = hyper::upgrade::on(&mut response);
     let (mut head, _) = response.into_parts();
-    let original = head.headers.clone();
+    let protocol = head.headers.get(header::UPGRADE).cloned();
     strip_hop_by_hop(&mut head.headers);
-    upgrade::keep_upgrade_headers(&mut head.headers, &original);
+    upgrade::keep_upgrade_headers(&mut head.headers, protocol);
     head.version = Version::default();
     upgrade::relay(downstream, upstream, guards, idle);
     Response::from_parts(head, body::empty())

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use ambit_common::relay::{Duplex, RelayEnd, RelayOutcome, relay as relay_bytes, relay_with_idle_timeout};
+use ambit_common::relay::{Duplex, RelayEnd, RelayOutcome, relay_with_idle_timeout};
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -144,8 +144,5 @@ where
     if !prefix.is_empty() && upstream.write_all(prefix).await.is_err() {
         return None;
     }
-    Some(match idle {
-        Some(idle) => relay_with_idle_timeout(io, upstream, idle).await,
-        None => relay_bytes(io, upstream).await,
-    })
+    Some(relay_with_idle_timeout(io, upstream, idle).await)
 }
