@@ -323,13 +323,18 @@ impl Upstream {
 
     /// A plaintext endpoint for this server.
     pub(crate) fn endpoint(&self) -> LbEndpoint {
-        LbEndpoint {
-            workload_uid: self.name.into(),
-            address: vec![127, 0, 0, 1],
-            port: u32::from(self.addr.port()),
-            transport: EndpointTransport::Plaintext as i32,
-            ..Default::default()
-        }
+        loopback_endpoint(self.name, self.addr.port())
+    }
+}
+
+/// A plaintext endpoint on 127.0.0.1 at `port` (for a server a test runs itself).
+pub(crate) fn loopback_endpoint(name: &str, port: u16) -> LbEndpoint {
+    LbEndpoint {
+        workload_uid: name.into(),
+        address: vec![127, 0, 0, 1],
+        port: u32::from(port),
+        transport: EndpointTransport::Plaintext as i32,
+        ..Default::default()
     }
 }
 

@@ -644,9 +644,7 @@ async fn the_route_timeout_bounds_the_response_body_and_resets_it_ut() {
             .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
             .await;
     });
-    let v1 = Upstream::ok("v1", false).await;
-    let mut endpoint = v1.endpoint();
-    endpoint.port = u32::from(port);
+    let endpoint = loopback_endpoint("trickle", port);
     let mesh = Mesh::start().await;
     let forward = Forward { clusters: vec![to("trickle", 100)], timeout_ms: 1_000, ..Default::default() };
     mesh.apply(vec![

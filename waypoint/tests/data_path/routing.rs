@@ -307,10 +307,8 @@ async fn tcp_route_to_reporting_server(
     reset_after: Option<usize>,
     idle_timeout_ms: u64,
 ) -> (Mesh, tokio::sync::mpsc::UnboundedReceiver<ServerSaw>) {
-    let v1 = Upstream::ok("v1", false).await;
     let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut endpoint = v1.endpoint();
-    endpoint.port = u32::from(server.local_addr().unwrap().port());
+    let endpoint = loopback_endpoint("raw", server.local_addr().unwrap().port());
     let (report, reports) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((mut tcp, _)) = server.accept().await {
@@ -394,10 +392,8 @@ async fn tcp_routes_pass_a_clean_close_as_a_close_and_a_reset_as_a_reset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_tcp_connection_is_recorded_with_envoys_flag() {
     // The only endpoint listens nowhere: connecting fails (UF).
-    let v1 = Upstream::ok("v1", false).await;
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut endpoint = v1.endpoint();
-    endpoint.port = u32::from(closed.local_addr().unwrap().port());
+    let endpoint = loopback_endpoint("gone", closed.local_addr().unwrap().port());
     drop(closed);
     let mesh = Mesh::start().await;
     let port = PortRoutes {
@@ -471,9 +467,7 @@ async fn an_upgraded_connection_idle_for_the_stream_idle_timeout_is_closed() {
         let io = hyper_util::rt::TokioIo::new(tcp);
         let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).with_upgrades().await;
     });
-    let v1 = Upstream::ok("v1", false).await;
-    let mut endpoint = v1.endpoint();
-    endpoint.port = u32::from(port);
+    let endpoint = loopback_endpoint("ws", port);
     let ca = ambit_common::identity::testing::TestCa::new(TD);
     let mesh = Mesh::start_with(ca, 15008, Some(std::time::Duration::from_millis(300))).await;
     mesh.apply(vec![
